@@ -1,0 +1,67 @@
+# uvcore developer commands. Every target sets up what it needs on a fresh Debian machine:
+# missing apt packages are installed, the virtualenv is created, the C core is built.
+PYTHON      ?= $(shell command -v python3.11 || command -v python3)
+PYTHON313   ?= $(shell pyenv prefix 3.13 2>/dev/null)/bin/python3
+VENV        ?= .venv
+PY          := $(VENV)/bin/python
+APT_PKGS    := build-essential pkg-config libuv1-dev redis-server chromium chromium-driver
+PYTEST_ARGS ?=
+
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+.PHONY: all deps venv build test test-core test313 asan bench lab clean
+
+all: build
+
+deps:
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+$(VENV)/.deps: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -U pip setuptools wheel
+	$(PY) -m pip install -q -e '.[test,bench]'
+	touch $@
+
+venv: deps $(VENV)/.deps
+
+# The dev build: warnings are errors. Built in place so the editable install picks it up.
+build: venv
+	UVCORE_DEV=1 $(PY) setup.py -q build_ext --inplace
+
+test: build
+	$(PY) -m pytest $(PYTEST_ARGS)
+	$(MAKE) test313
+
+# The same core suite on Python 3.13 (a second virtualenv).
+test313: deps
+	@if [ -x "$(PYTHON313)" ]; then \
+	  $(MAKE) VENV=.venv313 PYTHON=$(PYTHON313) build && \
+	  .venv313/bin/python -m pytest -m "not slow" $(PYTEST_ARGS); \
+	else echo "Python 3.13 not found (pyenv); skipping the 3.13 run"; fi
+
+# AddressSanitizer + UBSan build, kept apart from the dev build (build/asan) and run by a
+# virtualenv without uvcore installed. The interpreter is not instrumented, so libasan is
+# preloaded; leak checking is off because CPython frees lazily at exit.
+ASAN_LIB = $(shell gcc -print-file-name=libasan.so)
+asan: deps
+	$(MAKE) VENV=.venv-asan venv
+	.venv-asan/bin/python -m pip uninstall -q -y uvcore
+	.venv-asan/bin/python setup.py -q build_py --build-lib build/asan
+	UVCORE_ASAN=1 .venv-asan/bin/python setup.py -q build_ext --force --build-lib build/asan --build-temp build/asan-tmp
+	PYTHONPATH=$(CURDIR)/build/asan LD_PRELOAD=$(ASAN_LIB) ASAN_OPTIONS=detect_leaks=0 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 UVCORE_EXPECT_ASAN=1 \
+	  .venv-asan/bin/python -m pytest -m "not slow" -p no:cacheprovider $(PYTEST_ARGS)
+
+bench: build
+	$(PY) benchmarks/run_all.py
+
+lab: build
+	$(PY) -m examples.lab.server $(LAB_ARGS)
+
+clean:
+	rm -rf build python/uvcore/*.so .venv .venv313 .venv-asan *.egg-info python/*.egg-info

@@ -1,0 +1,4 @@
+/* handle.c: placeholder registration (being written now). */
+#include "uvcore.h"
+
+int uvc_handle_module_init(PyObject *m, uvc_state *st) { return 0; }

@@ -1,0 +1,74 @@
+/* uvcore.h: what the C files of uvcore._uvcore share: the module state (heap types,
+ * exception types, cached asyncio objects), compatibility shims for Python 3.9-3.13, and
+ * each concept's registration function, called once from module.c. */
+#ifndef UVCORE_H
+#define UVCORE_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <uv.h>
+
+#if PY_VERSION_HEX < 0x030A0000
+static inline PyObject *uvc_newref(PyObject *o) { Py_INCREF(o); return o; }
+static inline PyObject *uvc_xnewref(PyObject *o) { Py_XINCREF(o); return o; }
+#define Py_NewRef(o) uvc_newref((PyObject *)(o))
+#define Py_XNewRef(o) uvc_xnewref((PyObject *)(o))
+#define Py_IsNone(o) ((o) == Py_None)
+#endif
+
+typedef struct {
+    /* module.c */
+    PyObject *asyncio;               /* the asyncio module */
+    PyObject *asyncio_Future;        /* asyncio.Future (the C one when available) */
+    PyObject *asyncio_Task;
+    PyObject *CancelledError;
+    PyObject *InvalidStateError;
+    PyObject *get_running_loop;      /* asyncio.events._get_running_loop: None if none */
+    PyObject *get_event_loop;        /* asyncio.get_event_loop */
+
+    /* loop.c, handle.c, timer.c, poll.c */
+    PyTypeObject *LoopType;
+    PyTypeObject *HandleType;
+    PyTypeObject *TimerHandleType;
+
+    /* queue.c */
+    PyTypeObject *QueueType;
+    PyTypeObject *LifoQueueType;
+    PyTypeObject *PriorityQueueType;
+    PyObject *QueueEmpty;
+    PyObject *QueueFull;
+    PyObject *QueueShutDown;
+    void *queue_extra;               /* reserved for queue.c's own needs */
+
+    /* pubsub.c */
+    PyTypeObject *PubSubType;
+    PyTypeObject *SubscriptionType;
+    PyObject *SubscriberOverflow;
+    void *pubsub_extra;              /* reserved for pubsub.c's own needs */
+
+    /* stream.c, tcp.c, unix.c, server.c (issue 3) */
+    PyTypeObject *StreamTransportType;
+    PyTypeObject *ServerType;
+    void *stream_extra;
+} uvc_state;
+
+extern PyModuleDef uvc_module_def;
+
+/* The module state of a heap type defined by this module, or of a subclass of one.
+ * Borrowed; never NULL for our own types. Objects on hot paths cache it in a field
+ * and keep a strong reference to the module so the state outlives them. */
+uvc_state *uvc_state_from_type(PyTypeObject *tp);
+static inline uvc_state *uvc_state_of_module(PyObject *m) { return (uvc_state *)PyModule_GetState(m); }
+
+/* Each concept registers its types and objects on the module. 0 on success, -1 with an
+ * exception set. Traverse/clear of the state fields each one owns is done by module.c. */
+int uvc_loop_module_init(PyObject *m, uvc_state *st);     /* loop.c (+handle.c, timer.c, poll.c) */
+int uvc_handle_module_init(PyObject *m, uvc_state *st);   /* handle.c */
+int uvc_queue_module_init(PyObject *m, uvc_state *st);    /* queue.c */
+int uvc_pubsub_module_init(PyObject *m, uvc_state *st);   /* pubsub.c */
+int uvc_stream_module_init(PyObject *m, uvc_state *st);   /* stream.c and friends */
+
+/* Add a heap type made from spec to the module; stores it in *slot (a new reference). */
+int uvc_add_type(PyObject *m, PyType_Spec *spec, PyObject *bases, PyTypeObject **slot);
+
+#endif

@@ -1,0 +1,2 @@
+"""_loop: filled in by its issue."""
+__all__: list = []

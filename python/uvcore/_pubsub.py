@@ -1,0 +1,2 @@
+"""_pubsub: filled in by its issue."""
+__all__: list = []

@@ -1,0 +1,2 @@
+"""_queue: filled in by its issue."""
+__all__: list = []
