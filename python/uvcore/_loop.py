@@ -23,6 +23,7 @@ import weakref
 from asyncio import events, futures, tasks
 
 from . import _uvcore
+from ._net import NetworkMixin
 
 __all__ = ["Loop", "new_event_loop", "run", "EventLoopPolicy", "install"]
 
@@ -41,7 +42,7 @@ def _fd_of(sock):
     return sock if isinstance(sock, int) else sock.fileno()
 
 
-class Loop(_uvcore.Loop, asyncio.AbstractEventLoop):
+class Loop(_uvcore.Loop, NetworkMixin, asyncio.AbstractEventLoop):
     """An asyncio event loop on libuv. Create it with uvcore.new_event_loop()."""
 
     def __init__(self):
