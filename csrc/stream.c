@@ -27,6 +27,9 @@ struct UvcStream {
     Py_ssize_t high, low;     /* write buffer limits */
     Py_ssize_t writes;        /* uv_write requests in flight */
     Py_ssize_t conn_lost;
+    struct sockaddr_storage addrs[2]; /* [0] sockname, [1] peername, taken at start (raw:
+                                       * converted on request, still there after close) */
+    socklen_t addr_lens[2];
     int kind;
     unsigned opened : 1;         /* the handle is initialised: it holds a reference to us */
     unsigned handle_closing : 1; /* uv_close was called */
@@ -925,20 +928,27 @@ static PyObject *stream_get_sock(UvcStream *t)
     return t->sock;
 }
 
-static PyObject *stream_get_address(UvcStream *t, int peer)
+/* getsockname (peer 0) or getpeername (peer 1) into t->addrs; 0 or -1 (no exception). */
+static int stream_fetch_address(UvcStream *t, int peer)
 {
     int fd = stream_fd(t);
     if (fd < 0) {
+        return -1;
+    }
+    struct sockaddr_storage *ss = &t->addrs[peer];
+    socklen_t len = sizeof(*ss);
+    memset(ss, 0, sizeof(*ss));
+    int r = peer ? getpeername(fd, (struct sockaddr *)ss, &len) : getsockname(fd, (struct sockaddr *)ss, &len);
+    t->addr_lens[peer] = r < 0 ? 0 : len;
+    return r < 0 ? -1 : 0;
+}
+
+static PyObject *stream_get_address(UvcStream *t, int peer)
+{
+    if (t->addr_lens[peer] == 0 && stream_fetch_address(t, peer) < 0) {
         return NULL;
     }
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
-    memset(&ss, 0, sizeof(ss));
-    int r = peer ? getpeername(fd, (struct sockaddr *)&ss, &len) : getsockname(fd, (struct sockaddr *)&ss, &len);
-    if (r < 0) {
-        return NULL;
-    }
-    return uvc_sockaddr_to_py((struct sockaddr *)&ss, len);
+    return uvc_sockaddr_to_py((struct sockaddr *)&t->addrs[peer], t->addr_lens[peer]);
 }
 
 static PyObject *stream_get_extra_info(UvcStream *t, PyObject *const *args, Py_ssize_t nargs,
@@ -996,7 +1006,6 @@ static PyObject *stream_get_extra_info(UvcStream *t, PyObject *const *args, Py_s
     if (v == NULL) {
         return PyErr_Occurred() ? NULL : Py_NewRef(dflt);
     }
-    /* cached: the values must stay available after the socket is closed */
     if (PyDict_SetItem(t->extra, name, v) < 0) {
         Py_DECREF(v);
         return NULL;
@@ -1123,6 +1132,9 @@ int uvc_stream_start(UvcStream *t, PyObject *protocol, PyObject *server, PyObjec
     if (t->kind == UVC_KIND_TCP) {
         uv_tcp_nodelay(&t->uv.tcp, 1); /* as asyncio: small writes go out at once */
     }
+    /* asyncio takes the addresses at creation, so they stay known after a reset or close */
+    stream_fetch_address(t, 0);
+    stream_fetch_address(t, 1);
     if (server != NULL) {
         PyObject *r = PyObject_CallMethod(server, "_attach", "O", (PyObject *)t);
         if (r == NULL) {
