@@ -13,8 +13,8 @@ import uvcore
 
 from examples.lab.harness import LabServer, free_port, port_accepts
 
-STANDIN = r'''
-import asyncio, runpy, sys, weakref, uvcore
+STANDIN_PUBSUB = r'''
+import asyncio, weakref
 
 class _Subscription:
     def __init__(self, bus, channel, maxsize):
@@ -73,10 +73,15 @@ class PubSub:
                 sub._queue.put_nowait(_END)
         self._subs.clear()
 
-uvcore.PubSub = PubSub
-sys.argv[0] = "examples.lab.server"
-runpy.run_module("examples.lab.server", run_name="__main__", alter_sys=True)
 '''
+
+STANDIN = (
+    "import runpy, sys, uvcore\n"
+    + STANDIN_PUBSUB
+    + "\nuvcore.PubSub = PubSub\n"
+    + "sys.argv[0] = 'examples.lab.server'\n"
+    + "runpy.run_module('examples.lab.server', run_name='__main__', alter_sys=True)\n"
+)
 
 
 def has_real_pubsub() -> bool:

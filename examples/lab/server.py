@@ -11,6 +11,7 @@ import asyncio
 import logging
 import signal
 import sys
+import traceback
 from typing import Any, Awaitable, Callable, List, Optional
 
 log = logging.getLogger("lab")
@@ -101,7 +102,8 @@ def uvcore_cannot_serve() -> Optional[str]:
     try:
         loop.run_until_complete(asyncio.wait_for(_tcp_roundtrip(), 5))
     except Exception as exc:  # noqa: BLE001
-        return f"the uvcore loop cannot serve TCP yet ({type(exc).__name__}: {exc})"
+        where = traceback.extract_tb(exc.__traceback__)[-1].name if exc.__traceback__ else "?"
+        return f"the uvcore loop cannot serve TCP yet ({type(exc).__name__} in {where}: {exc})"
     finally:
         loop.close()
     return None
