@@ -67,4 +67,5 @@ def test_connect_close_cycles_do_not_leak():
     finally:
         loop.close()
     assert objs1 - objs0 < 500, (objs0, objs1)
-    assert rss1 - rss0 < 8 * 1024 * 1024, (rss0, rss1)
+    if not os.environ.get("UVCORE_EXPECT_ASAN"):  # ASan's quarantine keeps freed memory
+        assert rss1 - rss0 < 8 * 1024 * 1024, (rss0, rss1)

@@ -183,6 +183,7 @@ def test_abort_drops_buffered_data_and_calls_connection_lost(loop):
         tr.abort()
         assert tr.is_closing()
         assert await cp.lost is None
+        sp.transport.close()  # its reading is paused: it cannot see the abort by itself
         server.close()
         await server.wait_closed()
 
