@@ -145,10 +145,10 @@ def load_child(argv: List[str]) -> None:
 # -- the parent: servers, load children, the table ----------------------------------------
 
 
-def run_case(loop: str, n: int, rounds: int) -> Dict[str, Any]:
+def run_case(loop: str, n: int, rounds: int, messages: Optional[int] = None) -> Dict[str, Any]:
     from examples.lab.harness import LabServer
 
-    messages = max(5, DELIVERIES_PER_ROUND // n)
+    messages = messages or max(5, DELIVERIES_PER_ROUND // n)
     with LabServer(server="fastapi", loop=loop) as server:
         proc = subprocess.run(
             [sys.executable, __file__, "--load-child", server.url, str(n), str(messages), str(rounds)],
@@ -214,6 +214,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="100,1000,5000", help="subscriber counts (default %(default)s)")
     parser.add_argument("--rounds", type=int, default=5, help="measured rounds per case (default %(default)s)")
     parser.add_argument("--loops", default=",".join(LOOPS))
+    parser.add_argument("--messages", type=int, default=None,
+                        help=f"messages per round (default: {DELIVERIES_PER_ROUND:,} deliveries / N, at least 5)")
     parser.add_argument("--no-save", action="store_true", help="print only; leave results.json and the chart alone")
     args = parser.parse_args()
     raise_fd_limit()
@@ -236,7 +238,7 @@ def main() -> None:
             continue
         cases = []
         for n in sizes:
-            case = run_case(loop, n, args.rounds)
+            case = run_case(loop, n, args.rounds, args.messages)
             print(f"{loop:>8} N={n:>5}: {case['deliveries_per_s']:>9,.0f} deliveries/s  "
                   f"p50 {case['p50_ms']:7.1f} ms  p99 {case['p99_ms']:7.1f} ms", flush=True)
             cases.append(case)

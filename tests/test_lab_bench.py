@@ -10,7 +10,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_bench_lab_smoke_run_prints_the_table():
     result = subprocess.run(
-        [sys.executable, "benchmarks/bench_lab.py", "--sizes", "20", "--rounds", "1", "--no-save"],
+        [sys.executable, "benchmarks/bench_lab.py", "--sizes", "20", "--rounds", "1", "--messages", "5", "--no-save"],
         cwd=REPO, capture_output=True, text=True, timeout=240,
     )
     assert result.returncode == 0, result.stdout + result.stderr
