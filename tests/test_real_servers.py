@@ -204,6 +204,73 @@ def test_uvicorn_serves_http_on_uvcore():
             conn.close()
 
 
+def test_uvicorn_command_line_with_uvcore_loop():
+    """`uvicorn app --loop uvcore:new_event_loop` as documented in the README, on an inherited
+    listening socket (--fd); SIGTERM shuts it down cleanly."""
+    import signal
+    import subprocess
+    import sys
+
+    sock = socket.create_server(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    cmd = [sys.executable, "-m", "uvicorn", "test_real_servers:asgi_app", "--app-dir",
+           os.path.dirname(os.path.abspath(__file__)), "--fd", str(sock.fileno()),
+           "--loop", SERVER_LOOP_FACTORY, "--log-level", "warning"]
+    proc = subprocess.Popen(cmd, pass_fds=[sock.fileno()], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    sock.close()
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            assert _http(conn, "GET", "/loop") == (200, json.dumps({"loop": EXPECTED_LOOP_MODULE}).encode())
+            assert _http(conn, "POST", "/echo", BIG) == (200, BIG)
+        finally:
+            conn.close()
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+        # uvicorn shuts down gracefully, then re-raises the signal it caught.
+        assert proc.returncode in (0, -signal.SIGTERM), out.decode(errors="replace")
+        assert b"Traceback" not in out, out.decode(errors="replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_uvicorn_server_serve_under_uvcore_run():
+    """The version-independent way: uvcore.run(uvicorn.Server(config).serve())."""
+    import uvicorn
+
+    sock = socket.create_server(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(asgi_app, log_level="warning", lifespan="on"))
+    errors = []
+
+    def target():
+        try:
+            if SERVER_LOOP == "uvcore":
+                uvcore.run(server.serve(sockets=[sock]))
+            else:
+                with asyncio.Runner(loop_factory=_new_server_loop) as runner:
+                    runner.run(server.serve(sockets=[sock]))
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            assert _http(conn, "GET", "/loop") == (200, json.dumps({"loop": EXPECTED_LOOP_MODULE}).encode())
+        finally:
+            conn.close()
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
+    assert not thread.is_alive() and not errors, errors
+
+
 def test_uvicorn_serves_concurrent_clients():
     from concurrent.futures import ThreadPoolExecutor
 
