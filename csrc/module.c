@@ -59,6 +59,7 @@ static PyObject *import_attr(const char *module, const char *name)
     X(get_running_loop) X(get_event_loop) X(LoopType) X(HandleType) X(TimerHandleType)     \
     X(QueueType) X(LifoQueueType) X(PriorityQueueType) X(QueueEmpty) X(QueueFull)         \
     X(QueueShutDown) X(PubSubType) X(SubscriptionType) X(SubscriberOverflow)              \
+    X(QueueAwaitableType) X(queue_cache)                                                   \
     X(StreamTransportType) X(ServerType)
 
 static int uvc_module_traverse(PyObject *m, visitproc visit, void *arg)
