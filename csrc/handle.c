@@ -1,4 +1,399 @@
-/* handle.c: placeholder registration (being written now). */
-#include "uvcore.h"
+/* handle.c: Handle and TimerHandle, the objects call_soon/call_later return. A handle runs
+ * its callback inside its contextvars.Context; errors go to the loop's exception handler as
+ * asyncio reports them. TimerHandle adds a deadline and its place in the loop's heap. */
+#include "loop.h"
 
-int uvc_handle_module_init(PyObject *m, uvc_state *st) { return 0; }
+static int handle_traverse(UvcHandle *h, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(h));
+    Py_VISIT(h->callback);
+    Py_VISIT(h->args);
+    Py_VISIT(h->context);
+    Py_VISIT(h->loop);
+    Py_VISIT(h->source_traceback);
+    return 0;
+}
+
+static int handle_clear(UvcHandle *h)
+{
+    Py_CLEAR(h->callback);
+    Py_CLEAR(h->args);
+    Py_CLEAR(h->context);
+    Py_CLEAR(h->loop);
+    Py_CLEAR(h->source_traceback);
+    return 0;
+}
+
+static void handle_dealloc(UvcHandle *h)
+{
+    PyTypeObject *tp = Py_TYPE(h);
+    PyObject_GC_UnTrack(h);
+    if (h->weakreflist != NULL) {
+        PyObject_ClearWeakRefs((PyObject *)h);
+    }
+    handle_clear(h);
+    tp->tp_free(h);
+    Py_DECREF(tp);
+}
+
+UvcHandle *uvc_handle_new(uvc_state *st, PyTypeObject *tp, PyObject *loop, PyObject *callback,
+                          PyObject *const *args, Py_ssize_t nargs, PyObject *context)
+{
+    PyObject *argtuple = PyTuple_New(nargs);
+    if (argtuple == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        PyTuple_SET_ITEM(argtuple, i, Py_NewRef(args[i]));
+    }
+    UvcHandle *h = PyObject_GC_New(UvcHandle, tp);
+    if (h == NULL) {
+        Py_DECREF(argtuple);
+        return NULL;
+    }
+    h->callback = Py_NewRef(callback);
+    h->args = argtuple;
+    h->loop = Py_NewRef(loop);
+    h->source_traceback = NULL;
+    h->weakreflist = NULL;
+    h->cancelled = 0;
+    h->when = 0;
+    h->seq = 0;
+    h->scheduled = 0;
+    if (context == NULL || context == Py_None) {
+        h->context = PyContext_CopyCurrent();
+        if (h->context == NULL) {
+            h->context = NULL;
+            Py_DECREF(h);
+            return NULL;
+        }
+    } else {
+        h->context = Py_NewRef(context);
+    }
+    PyObject_GC_Track(h);
+    return h;
+}
+
+/* Python-level constructor, for code that builds handles itself (tests do). */
+static PyObject *handle_tp_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"callback", "args", "loop", "context", NULL};
+    PyObject *cb, *cbargs, *loop, *ctx = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO|O:Handle", kwlist, &cb, &cbargs, &loop, &ctx)) {
+        return NULL;
+    }
+    PyObject *seq = PySequence_Tuple(cbargs);
+    if (seq == NULL) {
+        return NULL;
+    }
+    uvc_state *st = uvc_state_from_type(tp);
+    UvcHandle *h = st ? uvc_handle_new(st, tp, loop, cb, &PyTuple_GET_ITEM(seq, 0),
+                                       PyTuple_GET_SIZE(seq), ctx)
+                      : NULL;
+    Py_DECREF(seq);
+    return (PyObject *)h;
+}
+
+static PyObject *timer_handle_tp_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"when", "callback", "args", "loop", "context", NULL};
+    double when;
+    PyObject *cb, *cbargs, *loop, *ctx = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "dOOO|O:TimerHandle", kwlist, &when, &cb, &cbargs,
+                                     &loop, &ctx)) {
+        return NULL;
+    }
+    PyObject *seq = PySequence_Tuple(cbargs);
+    if (seq == NULL) {
+        return NULL;
+    }
+    uvc_state *st = uvc_state_from_type(tp);
+    UvcHandle *h = st ? uvc_handle_new(st, tp, loop, cb, &PyTuple_GET_ITEM(seq, 0),
+                                       PyTuple_GET_SIZE(seq), ctx)
+                      : NULL;
+    Py_DECREF(seq);
+    if (h != NULL) {
+        h->when = when;
+    }
+    return (PyObject *)h;
+}
+
+static PyObject *format_callback(UvcHandle *h)
+{
+    PyObject *fh = PyImport_ImportModule("asyncio.format_helpers");
+    if (fh == NULL) {
+        return NULL;
+    }
+    PyObject *s = PyObject_CallMethod(fh, "_format_callback_source", "OO", h->callback, h->args);
+    Py_DECREF(fh);
+    return s;
+}
+
+static PyObject *handle_run_error_context(UvcHandle *h, PyObject *exc)
+{
+    PyObject *src = format_callback(h);
+    if (src == NULL) {
+        PyErr_Clear();
+        src = PyObject_Repr(h->callback);
+        if (src == NULL) {
+            return NULL;
+        }
+    }
+    PyObject *ctx = Py_BuildValue("{s:N,s:O,s:O}", "message",
+                                  PyUnicode_FromFormat("Exception in callback %U", src),
+                                  "exception", exc, "handle", (PyObject *)h);
+    Py_DECREF(src);
+    if (ctx != NULL && h->source_traceback != NULL &&
+        PyDict_SetItemString(ctx, "source_traceback", h->source_traceback) < 0) {
+        Py_CLEAR(ctx);
+    }
+    return ctx;
+}
+
+int uvc_handle_run(UvcHandle *h)
+{
+    if (h->cancelled) {
+        return 0;
+    }
+    if (PyContext_Enter(h->context) < 0) {
+        goto error;
+    }
+    PyObject *res = PyObject_Vectorcall(h->callback, &PyTuple_GET_ITEM(h->args, 0),
+                                        PyTuple_GET_SIZE(h->args), NULL);
+    if (PyContext_Exit(h->context) < 0) {
+        Py_XDECREF(res);
+        goto error;
+    }
+    if (res != NULL) {
+        Py_DECREF(res);
+        return 0;
+    }
+error:;
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL && value != NULL) {
+        PyException_SetTraceback(value, tb);
+    }
+    if (!PyErr_GivenExceptionMatches(type, PyExc_Exception)) {
+        PyErr_Restore(type, value, tb);
+        return -1;
+    }
+    PyObject *ctx = handle_run_error_context(h, value);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+    if (ctx == NULL) {
+        PyErr_WriteUnraisable(h->callback);
+        return 0;
+    }
+    uvc_loop_report(h->loop, ctx);
+    Py_DECREF(ctx);
+    return 0;
+}
+
+static PyObject *handle_cancel(UvcHandle *h, PyObject *unused)
+{
+    if (h->cancelled) {
+        Py_RETURN_NONE;
+    }
+    h->cancelled = 1;
+    uvc_state *st = uvc_state_from_type(Py_TYPE(h));
+    if (st == NULL) {
+        return NULL;
+    }
+    int debug = 0;
+    if (PyObject_TypeCheck(h->loop, st->LoopType)) {
+        UvcLoop *loop = (UvcLoop *)h->loop;
+        if (h->scheduled) {
+            loop->timers_cancelled++;
+        }
+        debug = loop->debug;
+    }
+    /* Drop the references early, as asyncio does, so a cancelled timer keeps nothing alive
+     * while it waits in the heap; debug mode keeps them for the repr. */
+    if (!debug) {
+        Py_CLEAR(h->callback);
+        Py_SETREF(h->args, PyTuple_New(0));
+        if (h->args == NULL) {
+            return NULL;
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *handle_cancelled(UvcHandle *h, PyObject *unused) { return PyBool_FromLong(h->cancelled); }
+
+static PyObject *handle_get_context(UvcHandle *h, PyObject *unused) { return Py_NewRef(h->context); }
+
+static PyObject *handle_py_run(UvcHandle *h, PyObject *unused)
+{
+    if (h->callback == NULL) {
+        Py_RETURN_NONE;
+    }
+    if (uvc_handle_run(h) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *handle_when(UvcHandle *h, PyObject *unused) { return PyFloat_FromDouble(h->when); }
+
+static PyObject *handle_repr(UvcHandle *h)
+{
+    uvc_state *st = uvc_state_from_type(Py_TYPE(h));
+    if (st == NULL) {
+        return NULL;
+    }
+    PyObject *body = h->callback ? format_callback(h) : PyUnicode_FromString("");
+    if (body == NULL) {
+        return NULL;
+    }
+    const char *state = h->cancelled ? " cancelled" : "";
+    const char *sep = PyUnicode_GET_LENGTH(body) ? " " : "";
+    PyObject *r;
+    if (PyObject_TypeCheck(h, st->TimerHandleType)) {
+        PyObject *w = PyFloat_FromDouble(h->when);
+        r = w ? PyUnicode_FromFormat("<%s%s when=%R%s%U>", _PyType_Name(Py_TYPE(h)), state, w, sep, body)
+              : NULL;
+        Py_XDECREF(w);
+    } else {
+        r = PyUnicode_FromFormat("<%s%s%s%U>", _PyType_Name(Py_TYPE(h)), state, sep, body);
+    }
+    Py_DECREF(body);
+    return r;
+}
+
+static PyObject *timer_richcompare(UvcHandle *a, PyObject *other, int op)
+{
+    if (Py_TYPE(other) != Py_TYPE(a)) {
+        Py_RETURN_NOTIMPLEMENTED;
+    }
+    UvcHandle *b = (UvcHandle *)other;
+    if (op == Py_EQ || op == Py_NE) {
+        int eq = a == b;
+        if (!eq && a->when == b->when && a->cancelled == b->cancelled && a->callback && b->callback) {
+            int r = PyObject_RichCompareBool(a->callback, b->callback, Py_EQ);
+            if (r < 0) {
+                return NULL;
+            }
+            if (r) {
+                r = PyObject_RichCompareBool(a->args, b->args, Py_EQ);
+                if (r < 0) {
+                    return NULL;
+                }
+            }
+            eq = r;
+        }
+        return PyBool_FromLong(op == Py_EQ ? eq : !eq);
+    }
+    Py_RETURN_RICHCOMPARE(a->when, b->when, op);
+}
+
+static Py_hash_t timer_hash(UvcHandle *h)
+{
+    PyObject *w = PyFloat_FromDouble(h->when);
+    if (w == NULL) {
+        return -1;
+    }
+    Py_hash_t hv = PyObject_Hash(w);
+    Py_DECREF(w);
+    return hv;
+}
+
+static PyObject *handle_get_callback(UvcHandle *h, void *c) { return Py_NewRef(h->callback ? h->callback : Py_None); }
+static PyObject *handle_get_args(UvcHandle *h, void *c) { return Py_NewRef(h->args); }
+static PyObject *handle_get_loop(UvcHandle *h, void *c) { return Py_NewRef(h->loop); }
+static PyObject *handle_get_cancelled(UvcHandle *h, void *c) { return PyBool_FromLong(h->cancelled); }
+static PyObject *handle_get_tb(UvcHandle *h, void *c)
+{
+    return Py_NewRef(h->source_traceback ? h->source_traceback : Py_None);
+}
+static int handle_set_tb(UvcHandle *h, PyObject *v, void *c)
+{
+    Py_XSETREF(h->source_traceback, (v == NULL || v == Py_None) ? NULL : Py_NewRef(v));
+    return 0;
+}
+static PyObject *handle_get_scheduled(UvcHandle *h, void *c) { return PyBool_FromLong(h->scheduled); }
+static PyObject *handle_get_when(UvcHandle *h, void *c) { return PyFloat_FromDouble(h->when); }
+
+static PyGetSetDef handle_getset[] = {
+    {"_callback", (getter)handle_get_callback, NULL, NULL, NULL},
+    {"_args", (getter)handle_get_args, NULL, NULL, NULL},
+    {"_loop", (getter)handle_get_loop, NULL, NULL, NULL},
+    {"_cancelled", (getter)handle_get_cancelled, NULL, NULL, NULL},
+    {"_source_traceback", (getter)handle_get_tb, (setter)handle_set_tb, NULL, NULL},
+    {NULL},
+};
+
+static PyGetSetDef timer_getset[] = {
+    {"_scheduled", (getter)handle_get_scheduled, NULL, NULL, NULL},
+    {"_when", (getter)handle_get_when, NULL, NULL, NULL},
+    {NULL},
+};
+
+static PyMethodDef handle_methods[] = {
+    {"cancel", (PyCFunction)handle_cancel, METH_NOARGS, "Cancel the callback; no-op if it already ran."},
+    {"cancelled", (PyCFunction)handle_cancelled, METH_NOARGS, "True if cancel() was called."},
+    {"get_context", (PyCFunction)handle_get_context, METH_NOARGS, "The contextvars.Context the callback runs in."},
+    {"_run", (PyCFunction)handle_py_run, METH_NOARGS, NULL},
+    {NULL},
+};
+
+static PyMethodDef timer_methods[] = {
+    {"when", (PyCFunction)handle_when, METH_NOARGS, "The absolute loop time the callback is scheduled for."},
+    {NULL},
+};
+
+static PyMemberDef handle_members[] = {
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(UvcHandle, weakreflist), READONLY},
+    {NULL},
+};
+
+static PyType_Slot handle_slots[] = {
+    {Py_tp_new, handle_tp_new},
+    {Py_tp_dealloc, handle_dealloc},
+    {Py_tp_traverse, handle_traverse},
+    {Py_tp_clear, handle_clear},
+    {Py_tp_methods, handle_methods},
+    {Py_tp_getset, handle_getset},
+    {Py_tp_members, handle_members},
+    {Py_tp_repr, handle_repr},
+    {Py_tp_doc, "A callback scheduled by call_soon(); cancel() it to stop it from running."},
+    {0, NULL},
+};
+
+PyType_Spec uvc_handle_spec = {
+    .name = "uvcore.Handle",
+    .basicsize = sizeof(UvcHandle),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
+    .slots = handle_slots,
+};
+
+static PyType_Slot timer_slots[] = {
+    {Py_tp_new, timer_handle_tp_new},
+    {Py_tp_dealloc, handle_dealloc},
+    {Py_tp_traverse, handle_traverse},
+    {Py_tp_clear, handle_clear},
+    {Py_tp_methods, timer_methods},
+    {Py_tp_getset, timer_getset},
+    {Py_tp_richcompare, timer_richcompare},
+    {Py_tp_hash, timer_hash},
+    {Py_tp_doc, "A callback scheduled by call_later()/call_at()."},
+    {0, NULL},
+};
+
+PyType_Spec uvc_timer_handle_spec = {
+    .name = "uvcore.TimerHandle",
+    .basicsize = sizeof(UvcHandle),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
+    .slots = timer_slots,
+};
+
+int uvc_handle_module_init(PyObject *m, uvc_state *st)
+{
+    if (uvc_add_type(m, &uvc_handle_spec, NULL, &st->HandleType) < 0) {
+        return -1;
+    }
+    return uvc_add_type(m, &uvc_timer_handle_spec, (PyObject *)st->HandleType, &st->TimerHandleType);
+}

@@ -57,6 +57,8 @@ static PyObject *import_attr(const char *module, const char *name)
 #define UVC_STATE_FIELDS(X)                                                                  \
     X(asyncio) X(asyncio_Future) X(asyncio_Task) X(CancelledError) X(InvalidStateError)    \
     X(get_running_loop) X(get_event_loop) X(LoopType) X(HandleType) X(TimerHandleType)     \
+    X(PollerType) X(kwnames_loop) X(kwnames_context) X(kwnames_loop_name)                  \
+    X(kwnames_loop_name_ctx) X(str_call_exception_handler)                                \
     X(QueueType) X(LifoQueueType) X(PriorityQueueType) X(QueueEmpty) X(QueueFull)         \
     X(QueueShutDown) X(PubSubType) X(SubscriptionType) X(SubscriberOverflow)              \
     X(QueueAwaitableType) X(queue_cache)                                                   \

@@ -7,6 +7,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <uv.h>
+#include <structmember.h>
 
 #if PY_VERSION_HEX < 0x030A0000
 static inline PyObject *uvc_newref(PyObject *o) { Py_INCREF(o); return o; }
@@ -14,6 +15,39 @@ static inline PyObject *uvc_xnewref(PyObject *o) { Py_XINCREF(o); return o; }
 #define Py_NewRef(o) uvc_newref((PyObject *)(o))
 #define Py_XNewRef(o) uvc_xnewref((PyObject *)(o))
 #define Py_IsNone(o) ((o) == Py_None)
+#endif
+
+#if PY_VERSION_HEX < 0x030C0000
+/* 3.12 added the single-object exception API; older Pythons get it from Fetch/Restore. */
+static inline PyObject *PyErr_GetRaisedException_compat(void)
+{
+    PyObject *t, *v, *tb;
+    PyErr_Fetch(&t, &v, &tb);
+    if (t == NULL) {
+        return NULL;
+    }
+    PyErr_NormalizeException(&t, &v, &tb);
+    if (tb != NULL) {
+        PyException_SetTraceback(v, tb);
+    }
+    Py_DECREF(t);
+    Py_XDECREF(tb);
+    return v;
+}
+static inline void PyErr_SetRaisedException_compat(PyObject *exc)
+{
+    if (exc == NULL) {
+        return;
+    }
+    PyObject *tb = PyException_GetTraceback(exc);
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, tb);
+}
+#else
+#define PyErr_GetRaisedException_compat PyErr_GetRaisedException
+#define PyErr_SetRaisedException_compat PyErr_SetRaisedException
+#endif
+#if PY_VERSION_HEX < 0x03090000
+#error "uvcore needs Python 3.9 or newer"
 #endif
 
 typedef struct {
@@ -30,6 +64,12 @@ typedef struct {
     PyTypeObject *LoopType;
     PyTypeObject *HandleType;
     PyTypeObject *TimerHandleType;
+    PyTypeObject *PollerType;
+    PyObject *kwnames_loop;          /* ("loop",) */
+    PyObject *kwnames_context;       /* ("context",) */
+    PyObject *kwnames_loop_name;     /* ("loop", "name") */
+    PyObject *kwnames_loop_name_ctx; /* ("loop", "name", "context") */
+    PyObject *str_call_exception_handler;
 
     /* queue.c */
     PyTypeObject *QueueType;

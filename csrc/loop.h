@@ -1,0 +1,96 @@
+/* loop.h: the Loop and Handle types as other C files see them. The loop owns a uv_loop_t,
+ * a ring buffer of ready handles and a binary heap of timers; transports (stream.c, ...)
+ * need uvc_loop_acquire() at the top of every libuv callback because the loop releases the
+ * GIL while it blocks in the poll phase. */
+#ifndef UVCORE_LOOP_H
+#define UVCORE_LOOP_H
+
+#include "uvcore.h"
+
+typedef struct UvcHandle {
+    PyObject_HEAD
+    PyObject *callback;
+    PyObject *args;          /* tuple, never NULL */
+    PyObject *context;       /* contextvars.Context */
+    PyObject *loop;
+    PyObject *source_traceback; /* list from traceback.extract_stack in debug mode, or NULL */
+    PyObject *weakreflist;
+    int cancelled;
+    /* TimerHandle only */
+    double when;
+    unsigned long long seq;  /* FIFO among timers with the same deadline */
+    int scheduled;           /* in the loop's timer heap */
+} UvcHandle;
+
+typedef struct UvcLoop {
+    PyObject_HEAD
+    uvc_state *st;
+    PyObject *module;
+    uv_loop_t *uv;
+    uv_timer_t *timer;        /* armed to the earliest TimerHandle deadline */
+    uv_async_t *wakeup;       /* call_soon_threadsafe and stop() from other threads */
+    uv_prepare_t *prepare;    /* releases the GIL just before a blocking poll */
+    uv_check_t *check;        /* takes the GIL back right after the poll */
+    PyThreadState *released;  /* non-NULL while the GIL is released by the loop */
+
+    UvcHandle **ready;        /* ring buffer of strong references */
+    Py_ssize_t ready_head, ready_len, ready_cap;
+
+    UvcHandle **timers;       /* binary min-heap on (when, seq), strong references */
+    Py_ssize_t timers_len, timers_cap, timers_cancelled;
+    unsigned long long timer_seq;
+
+    PyObject *pollers;        /* dict fd -> UvcPoller capsule-ish object (poll.c) */
+    PyObject *task_factory;
+    PyObject *pending_exc;    /* BaseException raised inside a libuv callback */
+    PyObject *signal_wakeup;  /* Python callable fed with bytes from the signal wakeup fd */
+    PyObject *weakreflist;
+    PyObject *dict;
+
+    uv_poll_t *sigpoll;       /* reads the signal.set_wakeup_fd socketpair */
+    int sig_rfd;
+
+    unsigned long thread_id;  /* thread running the loop, 0 when not running */
+    int running, stopping, closed, debug, blocking;
+    double slow_callback_duration;
+} UvcLoop;
+
+/* Take the GIL back if the loop released it for a blocking poll. Every libuv callback that
+ * touches Python objects calls this first. */
+static inline void uvc_loop_acquire(UvcLoop *loop)
+{
+    if (loop->released != NULL) {
+        PyThreadState *ts = loop->released;
+        loop->released = NULL;
+        PyEval_RestoreThread(ts);
+    }
+}
+
+/* A BaseException that is not an Exception (KeyboardInterrupt, SystemExit) raised inside a
+ * libuv callback: stash it and stop uv_run so run_forever re-raises it. Other exceptions go
+ * to the loop's exception handler with `message`. Consumes the current exception. */
+void uvc_loop_handle_callback_error(UvcLoop *loop, const char *message, PyObject *extra_key,
+                                    PyObject *extra_value);
+/* call_exception_handler(context) on the loop; swallows (and reports) its errors. */
+void uvc_loop_report(PyObject *loop, PyObject *context);
+int uvc_loop_check_closed(UvcLoop *loop);
+/* Queue a handle to run in the next iteration; steals nothing (increfs). */
+int uvc_loop_push_ready(UvcLoop *loop, UvcHandle *h);
+double uvc_loop_time(void);
+
+/* handle.c */
+UvcHandle *uvc_handle_new(uvc_state *st, PyTypeObject *tp, PyObject *loop, PyObject *callback,
+                          PyObject *const *args, Py_ssize_t nargs, PyObject *context);
+/* Run a handle's callback in its context: 0 done (errors went to the handler), -1 when a
+ * KeyboardInterrupt/SystemExit must propagate (exception set). */
+int uvc_handle_run(UvcHandle *h);
+extern PyType_Spec uvc_handle_spec, uvc_timer_handle_spec;
+
+/* poll.c */
+extern PyType_Spec uvc_poller_spec;
+PyObject *uvc_poll_add(UvcLoop *loop, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                       int writer);
+PyObject *uvc_poll_remove(UvcLoop *loop, PyObject *fd, int writer);
+void uvc_poll_close_all(UvcLoop *loop);
+
+#endif
