@@ -493,9 +493,11 @@ static void uvc_queue_op_abandon(UvcQueueOp *op)
     PyErr_Fetch(&et, &ev, &etb);
     PyObject *r = uvc_queue_call_method0(st, fut, QC_S_CANCEL);
     if (r == NULL) {
-        goto error;
+        /* Typically the loop is closed (a task collected after it): the Future is dropped
+         * from the queue below all the same, so it cannot swallow a wakeup. */
+        PyErr_Clear();
     }
-    Py_DECREF(r);
+    Py_XDECREF(r);
     PyObject *args[2] = {uvc_queue_op_waiters(op), fut};
     r = args[0] ? PyObject_Vectorcall(QC(st, QC_DEQUE_REMOVE), args, 2, NULL) : Py_NewRef(Py_None);
     if (r == NULL) {
