@@ -35,6 +35,7 @@ enum {
     QC_S_APPEND,
     QC_S_POPLEFT,
     QC_S_POP,
+    QC_EXTRA, /* capsule owning the uvc_queue_extra below (st->queue_extra) */
     QC_COUNT
 };
 #define QC(st, i) PyTuple_GET_ITEM((st)->queue_cache, (i))
@@ -75,6 +76,23 @@ typedef struct {
     unsigned char state;
     unsigned char running;
 } UvcQueueOp;
+
+/* queue.c's private per-module data (st->queue_extra), owned by a capsule in queue_cache so
+ * that clearing the module state frees it. The freelist recycles QueueAwaitables: on the
+ * fast path they live for one await, and malloc/free plus GC linking were a fifth of its
+ * cost. Recycled objects keep their reference to the type, so the type outlives them. */
+#define UVC_QUEUE_FREELIST_MAX 256
+typedef struct {
+    PyCFunction deque_append;  /* deque.append's C function (METH_O), or NULL */
+    PyCFunction deque_popleft; /* deque.popleft's (METH_NOARGS), or NULL */
+    int nfree;
+    UvcQueueOp *freelist[UVC_QUEUE_FREELIST_MAX];
+} uvc_queue_extra;
+
+static inline uvc_queue_extra *uvc_queue_extra_of(uvc_state *st)
+{
+    return (uvc_queue_extra *)st->queue_extra;
+}
 
 /* ------------------------------------------------------------------------------------ */
 /* Containers                                                                            */
@@ -132,7 +150,9 @@ static int uvc_queue_builtin_put(UvcQueue *q, PyObject *item)
     switch (q->kind) {
     case UVC_QUEUE_FIFO:
         if (Py_IS_TYPE(c, (PyTypeObject *)QC(st, QC_DEQUE))) {
-            r = PyObject_Vectorcall(QC(st, QC_DEQUE_APPEND), args, 2, NULL);
+            uvc_queue_extra *x = uvc_queue_extra_of(st);
+            r = x && x->deque_append ? x->deque_append(c, item)
+                                     : PyObject_Vectorcall(QC(st, QC_DEQUE_APPEND), args, 2, NULL);
         } else {
             r = PyObject_VectorcallMethod(QC(st, QC_S_APPEND), args,
                                           2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
@@ -171,7 +191,9 @@ static PyObject *uvc_queue_builtin_get(UvcQueue *q)
     switch (q->kind) {
     case UVC_QUEUE_FIFO:
         if (Py_IS_TYPE(c, (PyTypeObject *)QC(st, QC_DEQUE))) {
-            r = PyObject_Vectorcall(QC(st, QC_DEQUE_POPLEFT), &c, 1, NULL);
+            uvc_queue_extra *x = uvc_queue_extra_of(st);
+            r = x && x->deque_popleft ? x->deque_popleft(c, NULL)
+                                      : PyObject_Vectorcall(QC(st, QC_DEQUE_POPLEFT), &c, 1, NULL);
         } else {
             r = PyObject_VectorcallMethod(QC(st, QC_S_POPLEFT), &c, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET,
                                           NULL);
@@ -448,9 +470,18 @@ static int uvc_queue_finish_tasks(UvcQueue *q)
 
 static PyObject *uvc_queue_op_new(UvcQueue *q, int kind, PyObject *item)
 {
-    UvcQueueOp *op = PyObject_GC_New(UvcQueueOp, q->st->QueueAwaitableType);
-    if (op == NULL) {
-        return NULL;
+    uvc_queue_extra *x = uvc_queue_extra_of(q->st);
+    UvcQueueOp *op;
+    if (x != NULL && x->nfree > 0) {
+        op = x->freelist[--x->nfree];
+        PyTypeObject *tp = Py_TYPE(op);
+        PyObject_Init((PyObject *)op, tp); /* refcount 1, a new type reference... */
+        Py_DECREF(tp);                     /* ...replacing the one the freelist held */
+    } else {
+        op = PyObject_GC_New(UvcQueueOp, q->st->QueueAwaitableType);
+        if (op == NULL) {
+            return NULL;
+        }
     }
     op->queue = (UvcQueue *)Py_NewRef(q);
     op->item = Py_XNewRef(item);
@@ -643,8 +674,60 @@ static PySendResult uvc_queue_op_step(UvcQueueOp *op, PyObject **result)
     }
 }
 
+/* The common case of a first send, with nothing that could run Python code: a plain
+ * Queue (deque storage, no hooks) that is not shut down and can put/get at once.
+ * Returns PYGEN_NEXT to mean "not handled here" (this path never suspends). */
+static inline PySendResult uvc_queue_op_fast(UvcQueueOp *op, PyObject **result)
+{
+    UvcQueue *q = op->queue;
+    uvc_queue_extra *x = uvc_queue_extra_of(q->st);
+    PyObject *c = q->queue;
+    if (q->custom || c == NULL || x == NULL || !Py_IS_TYPE(c, (PyTypeObject *)QC(q->st, QC_DEQUE))) {
+        return PYGEN_NEXT;
+    }
+    if (op->kind == OP_PUT) {
+        if (q->is_shutdown || (q->capacity > 0 && Py_SIZE(c) >= q->capacity) ||
+            x->deque_append == NULL) {
+            return PYGEN_NEXT;
+        }
+        PyObject *r = x->deque_append(c, op->item);
+        op->state = OP_DONE;
+        Py_CLEAR(op->item);
+        if (r == NULL) {
+            return PYGEN_ERROR;
+        }
+        Py_DECREF(r);
+        q->unfinished++;
+        if (uvc_waiters_len(q->getters) > 0 && uvc_queue_wakeup_next(q, q->getters) < 0) {
+            return PYGEN_ERROR;
+        }
+        *result = Py_NewRef(Py_None);
+        return PYGEN_RETURN;
+    }
+    if ((op->kind == OP_GET || op->kind == OP_ANEXT) && Py_SIZE(c) > 0 && x->deque_popleft) {
+        PyObject *item = x->deque_popleft(c, NULL);
+        op->state = OP_DONE;
+        if (item == NULL) {
+            return PYGEN_ERROR;
+        }
+        if (uvc_waiters_len(q->putters) > 0 && uvc_queue_wakeup_next(q, q->putters) < 0) {
+            Py_DECREF(item);
+            return PYGEN_ERROR;
+        }
+        *result = item;
+        return PYGEN_RETURN;
+    }
+    return PYGEN_NEXT;
+}
+
 static PySendResult uvc_queue_op_send_impl(UvcQueueOp *op, PyObject **result)
 {
+    if (op->state == OP_INIT && op->queue != NULL && !op->running) {
+        PySendResult r = uvc_queue_op_fast(op, result);
+        if (r != PYGEN_NEXT) {
+            return r;
+        }
+    }
     if (op->queue == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "queue operation has been cleared");
         return PYGEN_ERROR;
@@ -810,7 +893,16 @@ static void uvc_queue_op_dealloc(PyObject *self)
         }
     }
     PyObject_GC_UnTrack(self);
+    UvcQueue *q = ((UvcQueueOp *)self)->queue;
+    /* Our type keeps the module, so st and its freelist, alive while we hold the type. */
+    uvc_queue_extra *x = q != NULL ? uvc_queue_extra_of(q->st) : NULL;
     uvc_queue_op_clear(self);
+    /* A finalised object keeps that mark in its GC header: it would not be finalised
+     * again if recycled, so it is freed instead (this only follows a waiting op). */
+    if (x != NULL && x->nfree < UVC_QUEUE_FREELIST_MAX && !PyObject_GC_IsFinalized(self)) {
+        x->freelist[x->nfree++] = (UvcQueueOp *)self; /* keeps our reference to tp */
+        return;
+    }
     PyObject_GC_Del(self);
     Py_DECREF(tp);
 }
@@ -1440,7 +1532,58 @@ static PyType_Spec uvc_priority_queue_spec = {
 /* ------------------------------------------------------------------------------------ */
 /* Registration                                                                          */
 
-static PyObject *uvc_queue_build_cache(void)
+static void uvc_queue_extra_free(PyObject *capsule)
+{
+    uvc_queue_extra *x = PyCapsule_GetPointer(capsule, "uvcore.queue_extra");
+    uvc_state *st = PyCapsule_GetContext(capsule);
+    if (x == NULL) {
+        PyErr_Clear();
+        return;
+    }
+    if (st != NULL && st->queue_extra == x) {
+        st->queue_extra = NULL;
+    }
+    while (x->nfree > 0) {
+        PyObject *op = (PyObject *)x->freelist[--x->nfree];
+        PyTypeObject *tp = Py_TYPE(op);
+        PyObject_GC_Del(op);
+        Py_DECREF(tp);
+    }
+    PyMem_Free(x);
+}
+
+/* The C function behind a builtin method descriptor with exactly these flags, or NULL. */
+static PyCFunction uvc_queue_method_impl(PyObject *descr, int flags)
+{
+    if (!Py_IS_TYPE(descr, &PyMethodDescr_Type)) {
+        return NULL;
+    }
+    PyMethodDef *def = ((PyMethodDescrObject *)descr)->d_method;
+    return def->ml_flags == flags ? def->ml_meth : NULL;
+}
+
+static PyObject *uvc_queue_new_extra(uvc_state *st, PyObject *cache)
+{
+    uvc_queue_extra *x = PyMem_Calloc(1, sizeof(uvc_queue_extra));
+    if (x == NULL) {
+        return PyErr_NoMemory();
+    }
+    x->deque_append = uvc_queue_method_impl(PyTuple_GET_ITEM(cache, QC_DEQUE_APPEND), METH_O);
+    x->deque_popleft = uvc_queue_method_impl(PyTuple_GET_ITEM(cache, QC_DEQUE_POPLEFT), METH_NOARGS);
+    PyObject *capsule = PyCapsule_New(x, "uvcore.queue_extra", uvc_queue_extra_free);
+    if (capsule == NULL) {
+        PyMem_Free(x);
+        return NULL;
+    }
+    if (PyCapsule_SetContext(capsule, st) < 0) {
+        Py_DECREF(capsule); /* frees x */
+        return NULL;
+    }
+    st->queue_extra = x;
+    return capsule;
+}
+
+static PyObject *uvc_queue_build_cache(uvc_state *st)
 {
     static const char *names[] = {
         [QC_S_CREATE_FUTURE] = "create_future",
@@ -1487,13 +1630,18 @@ static PyObject *uvc_queue_build_cache(void)
         }
         PyTuple_SET_ITEM(cache, attrs[i].index, v);
     }
-    for (int i = QC_S_CREATE_FUTURE; i < QC_COUNT; i++) {
+    for (int i = QC_S_CREATE_FUTURE; i < QC_EXTRA; i++) {
         PyObject *s = PyUnicode_InternFromString(names[i]);
         if (s == NULL) {
             goto error;
         }
         PyTuple_SET_ITEM(cache, i, s);
     }
+    PyObject *extra = uvc_queue_new_extra(st, cache);
+    if (extra == NULL) {
+        goto error;
+    }
+    PyTuple_SET_ITEM(cache, QC_EXTRA, extra);
     Py_DECREF(collections);
     Py_DECREF(heapq);
     return cache;
@@ -1517,7 +1665,7 @@ static int uvc_queue_add_object(PyObject *m, const char *name, PyObject *value)
 int uvc_queue_module_init(PyObject *m, uvc_state *st)
 {
     PyObject *bases = NULL;
-    if ((st->queue_cache = uvc_queue_build_cache()) == NULL ||
+    if ((st->queue_cache = uvc_queue_build_cache(st)) == NULL ||
         (st->QueueEmpty = PyObject_GetAttrString(st->asyncio, "QueueEmpty")) == NULL ||
         (st->QueueFull = PyObject_GetAttrString(st->asyncio, "QueueFull")) == NULL) {
         return -1;

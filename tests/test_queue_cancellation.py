@@ -141,12 +141,15 @@ def test_dropped_waiting_operation_gives_up_its_place(run):
     # coroutine: its Future leaves _getters, so it cannot swallow a later wakeup.
     async def main():
         q = uvcore.Queue()
-        op = q.get()
-        fut = op.send(None)
-        assert list(q._getters) == [fut]
-        del op
-        gc.collect()
-        assert list(q._getters) == [] and fut.cancelled()
+        for _ in range(3):  # awaitables are recycled: each time must behave the same
+            op = q.get()
+            fut = op.send(None)
+            assert list(q._getters) == [fut]
+            del op
+            gc.collect()
+            assert list(q._getters) == [] and fut.cancelled()
+            await q.put(1)
+            assert await q.get() == 1
 
     run(main())
 
