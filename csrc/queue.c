@@ -35,17 +35,35 @@ enum {
     QC_S_APPEND,
     QC_S_POPLEFT,
     QC_S_POP,
-    QC_EXTRA, /* capsule owning the uvc_queue_extra below (st->queue_extra) */
+    QC_EXTRA, /* capsule owning the uvc_queue_extra below */
     QC_COUNT
 };
 #define QC(st, i) PyTuple_GET_ITEM((st)->queue_cache, (i))
 
 enum { UVC_QUEUE_FIFO, UVC_QUEUE_LIFO, UVC_QUEUE_PRIO };
 
+/* queue.c's private per-module data, owned by a capsule in queue_cache; every queue holds a
+ * reference to that capsule, so the data outlives the queues and their awaitables whatever
+ * the order of teardown. The freelist recycles QueueAwaitables: on the fast path they live
+ * for one await, and malloc/free plus GC linking were a fifth of its cost. Recycled objects
+ * keep their reference to the type, so the type outlives them. */
+#define UVC_QUEUE_FREELIST_MAX 256
+typedef struct UvcQueueOp UvcQueueOp;
+typedef struct {
+    PyTypeObject *deque_type;  /* collections.deque (borrowed from queue_cache) */
+    PyCFunction deque_append;  /* deque.append's C function (METH_O), or NULL */
+    PyCFunction deque_popleft; /* deque.popleft's (METH_NOARGS), or NULL */
+    int nfree;
+    UvcQueueOp *freelist[UVC_QUEUE_FREELIST_MAX];
+} uvc_queue_extra;
+
+
 typedef struct {
     PyObject_HEAD
     uvc_state *st;
     PyObject *module;     /* strong: keeps st alive */
+    PyObject *x_owner;    /* strong: the capsule owning x */
+    uvc_queue_extra *x;
     PyObject *queue;      /* `_queue`: deque (FIFO) or list (LIFO, heap); may be replaced by _init */
     PyObject *getters;    /* deque of Futures of suspended get()s, oldest first */
     PyObject *putters;    /* deque of Futures of suspended put()s */
@@ -67,7 +85,7 @@ enum { OP_INIT, OP_WAITING, OP_DONE };
 /* The awaitable returned by put()/get()/join()/__anext__(). It behaves like the coroutine
  * asyncio would return (send/throw/close, usable by create_task), but runs the operation in
  * its first send and only yields a Future when the operation has to wait. */
-typedef struct {
+struct UvcQueueOp {
     PyObject_HEAD
     UvcQueue *queue;
     PyObject *item;       /* put()'s item until it is stored */
@@ -75,24 +93,8 @@ typedef struct {
     unsigned char kind;
     unsigned char state;
     unsigned char running;
-} UvcQueueOp;
-
-/* queue.c's private per-module data (st->queue_extra), owned by a capsule in queue_cache so
- * that clearing the module state frees it. The freelist recycles QueueAwaitables: on the
- * fast path they live for one await, and malloc/free plus GC linking were a fifth of its
- * cost. Recycled objects keep their reference to the type, so the type outlives them. */
-#define UVC_QUEUE_FREELIST_MAX 256
-typedef struct {
-    PyCFunction deque_append;  /* deque.append's C function (METH_O), or NULL */
-    PyCFunction deque_popleft; /* deque.popleft's (METH_NOARGS), or NULL */
-    int nfree;
-    UvcQueueOp *freelist[UVC_QUEUE_FREELIST_MAX];
-} uvc_queue_extra;
-
-static inline uvc_queue_extra *uvc_queue_extra_of(uvc_state *st)
-{
-    return (uvc_queue_extra *)st->queue_extra;
-}
+    unsigned char finalized; /* tp_finalize ran: the GC will not run it again, do not recycle */
+};
 
 /* ------------------------------------------------------------------------------------ */
 /* Containers                                                                            */
@@ -113,7 +115,7 @@ static Py_ssize_t uvc_queue_size(UvcQueue *q)
     PyObject *c = q->queue;
     if (c != NULL) {
         /* The deque keeps its length in ob_size, as len() reads it. */
-        if (Py_IS_TYPE(c, (PyTypeObject *)QC(q->st, QC_DEQUE))) {
+        if (Py_IS_TYPE(c, q->x->deque_type)) {
             return Py_SIZE(c);
         }
         if (PyList_CheckExact(c)) {
@@ -149,9 +151,9 @@ static int uvc_queue_builtin_put(UvcQueue *q, PyObject *item)
     PyObject *args[2] = {c, item};
     switch (q->kind) {
     case UVC_QUEUE_FIFO:
-        if (Py_IS_TYPE(c, (PyTypeObject *)QC(st, QC_DEQUE))) {
-            uvc_queue_extra *x = uvc_queue_extra_of(st);
-            r = x && x->deque_append ? x->deque_append(c, item)
+        if (Py_IS_TYPE(c, q->x->deque_type)) {
+            uvc_queue_extra *x = q->x;
+            r = x->deque_append ? x->deque_append(c, item)
                                      : PyObject_Vectorcall(QC(st, QC_DEQUE_APPEND), args, 2, NULL);
         } else {
             r = PyObject_VectorcallMethod(QC(st, QC_S_APPEND), args,
@@ -190,9 +192,9 @@ static PyObject *uvc_queue_builtin_get(UvcQueue *q)
     Py_INCREF(c);
     switch (q->kind) {
     case UVC_QUEUE_FIFO:
-        if (Py_IS_TYPE(c, (PyTypeObject *)QC(st, QC_DEQUE))) {
-            uvc_queue_extra *x = uvc_queue_extra_of(st);
-            r = x && x->deque_popleft ? x->deque_popleft(c, NULL)
+        if (Py_IS_TYPE(c, q->x->deque_type)) {
+            uvc_queue_extra *x = q->x;
+            r = x->deque_popleft ? x->deque_popleft(c, NULL)
                                       : PyObject_Vectorcall(QC(st, QC_DEQUE_POPLEFT), &c, 1, NULL);
         } else {
             r = PyObject_VectorcallMethod(QC(st, QC_S_POPLEFT), &c, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET,
@@ -470,18 +472,17 @@ static int uvc_queue_finish_tasks(UvcQueue *q)
 
 static PyObject *uvc_queue_op_new(UvcQueue *q, int kind, PyObject *item)
 {
-    uvc_queue_extra *x = uvc_queue_extra_of(q->st);
+    uvc_queue_extra *x = q->x;
     UvcQueueOp *op;
-    if (x != NULL && x->nfree > 0) {
+    if (x->nfree > 0) {
         op = x->freelist[--x->nfree];
-        PyTypeObject *tp = Py_TYPE(op);
-        PyObject_Init((PyObject *)op, tp); /* refcount 1, a new type reference... */
-        Py_DECREF(tp);                     /* ...replacing the one the freelist held */
+        _Py_NewReference((PyObject *)op); /* as CPython's freelists do; type ref kept */
     } else {
         op = PyObject_GC_New(UvcQueueOp, q->st->QueueAwaitableType);
         if (op == NULL) {
             return NULL;
         }
+        op->finalized = 0;
     }
     op->queue = (UvcQueue *)Py_NewRef(q);
     op->item = Py_XNewRef(item);
@@ -680,9 +681,9 @@ static PySendResult uvc_queue_op_step(UvcQueueOp *op, PyObject **result)
 static inline PySendResult uvc_queue_op_fast(UvcQueueOp *op, PyObject **result)
 {
     UvcQueue *q = op->queue;
-    uvc_queue_extra *x = uvc_queue_extra_of(q->st);
+    uvc_queue_extra *x = q->x;
     PyObject *c = q->queue;
-    if (q->custom || c == NULL || x == NULL || !Py_IS_TYPE(c, (PyTypeObject *)QC(q->st, QC_DEQUE))) {
+    if (q->custom || c == NULL || !Py_IS_TYPE(c, x->deque_type)) {
         return PYGEN_NEXT;
     }
     if (op->kind == OP_PUT) {
@@ -852,6 +853,7 @@ static PyObject *uvc_queue_op_close(PyObject *self, PyObject *unused)
 static void uvc_queue_op_finalize(PyObject *self)
 {
     UvcQueueOp *op = (UvcQueueOp *)self;
+    op->finalized = 1;
     if (op->state != OP_WAITING) {
         return;
     }
@@ -886,25 +888,26 @@ static int uvc_queue_op_clear(PyObject *self)
 
 static void uvc_queue_op_dealloc(PyObject *self)
 {
+    UvcQueueOp *op = (UvcQueueOp *)self;
     PyTypeObject *tp = Py_TYPE(self);
-    if (((UvcQueueOp *)self)->state == OP_WAITING) {
+    if (op->state == OP_WAITING) {
         if (PyObject_CallFinalizerFromDealloc(self) < 0) {
             return; /* resurrected */
         }
     }
     PyObject_GC_UnTrack(self);
-    UvcQueue *q = ((UvcQueueOp *)self)->queue;
-    /* Our type keeps the module, so st and its freelist, alive while we hold the type. */
-    uvc_queue_extra *x = q != NULL ? uvc_queue_extra_of(q->st) : NULL;
-    uvc_queue_op_clear(self);
-    /* A finalised object keeps that mark in its GC header: it would not be finalised
-     * again if recycled, so it is freed instead (this only follows a waiting op). */
-    if (x != NULL && x->nfree < UVC_QUEUE_FREELIST_MAX && !PyObject_GC_IsFinalized(self)) {
-        x->freelist[x->nfree++] = (UvcQueueOp *)self; /* keeps our reference to tp */
-        return;
+    /* Hold the queue until the end: it keeps the freelist (q->x) alive. */
+    UvcQueue *q = op->queue;
+    op->queue = NULL;
+    Py_CLEAR(op->item);
+    Py_CLEAR(op->waiter);
+    if (q != NULL && q->x->nfree < UVC_QUEUE_FREELIST_MAX && !op->finalized) {
+        q->x->freelist[q->x->nfree++] = op; /* keeps our reference to tp */
+    } else {
+        PyObject_GC_Del(self);
+        Py_DECREF(tp);
     }
-    PyObject_GC_Del(self);
-    Py_DECREF(tp);
+    Py_XDECREF(q);
 }
 
 static PyObject *uvc_queue_op_await(PyObject *self) { return Py_NewRef(self); }
@@ -1083,6 +1086,12 @@ static PyObject *uvc_queue_tp_new(PyTypeObject *tp, PyObject *args, PyObject *kw
     }
     q->st = st;
     q->module = Py_NewRef(m);
+    q->x_owner = Py_NewRef(QC(st, QC_EXTRA));
+    q->x = PyCapsule_GetPointer(q->x_owner, "uvcore.queue_extra");
+    if (q->x == NULL) {
+        Py_DECREF(q);
+        return NULL;
+    }
     q->kind = PyType_IsSubtype(tp, st->PriorityQueueType) ? UVC_QUEUE_PRIO
               : PyType_IsSubtype(tp, st->LifoQueueType)   ? UVC_QUEUE_LIFO
                                                           : UVC_QUEUE_FIFO;
@@ -1185,6 +1194,8 @@ static void uvc_queue_tp_dealloc(PyObject *self)
     }
     uvc_queue_tp_clear(self);
     Py_CLEAR(q->module);
+    /* The last reference to x_owner frees x and the recycled awaitables. */
+    Py_CLEAR(q->x_owner);
     tp->tp_free(self);
     Py_DECREF(tp);
 }
@@ -1330,7 +1341,7 @@ static PyObject *uvc_queue_get_loop_method(PyObject *self, PyObject *unused)
 static PyObject *uvc_queue_wakeup_next_method(PyObject *self, PyObject *waiters)
 {
     UvcQueue *q = (UvcQueue *)self;
-    if (!Py_IS_TYPE(waiters, (PyTypeObject *)QC(q->st, QC_DEQUE))) {
+    if (!Py_IS_TYPE(waiters, q->x->deque_type)) {
         PyErr_SetString(PyExc_TypeError, "_wakeup_next() expects a collections.deque");
         return NULL;
     }
@@ -1535,13 +1546,9 @@ static PyType_Spec uvc_priority_queue_spec = {
 static void uvc_queue_extra_free(PyObject *capsule)
 {
     uvc_queue_extra *x = PyCapsule_GetPointer(capsule, "uvcore.queue_extra");
-    uvc_state *st = PyCapsule_GetContext(capsule);
     if (x == NULL) {
         PyErr_Clear();
         return;
-    }
-    if (st != NULL && st->queue_extra == x) {
-        st->queue_extra = NULL;
     }
     while (x->nfree > 0) {
         PyObject *op = (PyObject *)x->freelist[--x->nfree];
@@ -1562,12 +1569,13 @@ static PyCFunction uvc_queue_method_impl(PyObject *descr, int flags)
     return def->ml_flags == flags ? def->ml_meth : NULL;
 }
 
-static PyObject *uvc_queue_new_extra(uvc_state *st, PyObject *cache)
+static PyObject *uvc_queue_new_extra(PyObject *cache)
 {
     uvc_queue_extra *x = PyMem_Calloc(1, sizeof(uvc_queue_extra));
     if (x == NULL) {
         return PyErr_NoMemory();
     }
+    x->deque_type = (PyTypeObject *)PyTuple_GET_ITEM(cache, QC_DEQUE);
     x->deque_append = uvc_queue_method_impl(PyTuple_GET_ITEM(cache, QC_DEQUE_APPEND), METH_O);
     x->deque_popleft = uvc_queue_method_impl(PyTuple_GET_ITEM(cache, QC_DEQUE_POPLEFT), METH_NOARGS);
     PyObject *capsule = PyCapsule_New(x, "uvcore.queue_extra", uvc_queue_extra_free);
@@ -1575,15 +1583,10 @@ static PyObject *uvc_queue_new_extra(uvc_state *st, PyObject *cache)
         PyMem_Free(x);
         return NULL;
     }
-    if (PyCapsule_SetContext(capsule, st) < 0) {
-        Py_DECREF(capsule); /* frees x */
-        return NULL;
-    }
-    st->queue_extra = x;
     return capsule;
 }
 
-static PyObject *uvc_queue_build_cache(uvc_state *st)
+static PyObject *uvc_queue_build_cache(void)
 {
     static const char *names[] = {
         [QC_S_CREATE_FUTURE] = "create_future",
@@ -1637,7 +1640,7 @@ static PyObject *uvc_queue_build_cache(uvc_state *st)
         }
         PyTuple_SET_ITEM(cache, i, s);
     }
-    PyObject *extra = uvc_queue_new_extra(st, cache);
+    PyObject *extra = uvc_queue_new_extra(cache);
     if (extra == NULL) {
         goto error;
     }
@@ -1665,7 +1668,7 @@ static int uvc_queue_add_object(PyObject *m, const char *name, PyObject *value)
 int uvc_queue_module_init(PyObject *m, uvc_state *st)
 {
     PyObject *bases = NULL;
-    if ((st->queue_cache = uvc_queue_build_cache(st)) == NULL ||
+    if ((st->queue_cache = uvc_queue_build_cache()) == NULL ||
         (st->QueueEmpty = PyObject_GetAttrString(st->asyncio, "QueueEmpty")) == NULL ||
         (st->QueueFull = PyObject_GetAttrString(st->asyncio, "QueueFull")) == NULL) {
         return -1;
