@@ -62,6 +62,7 @@ static PyObject *import_attr(const char *module, const char *name)
     X(QueueType) X(LifoQueueType) X(PriorityQueueType) X(QueueEmpty) X(QueueFull)         \
     X(QueueShutDown) X(PubSubType) X(SubscriptionType) X(SubscriberOverflow)              \
     X(QueueAwaitableType) X(queue_cache)                                                   \
+    X(PubSubChannelType) X(PubSubReadyType) X(PubSubWaitType)                              \
     X(StreamTransportType) X(ServerType)
 
 static int uvc_module_traverse(PyObject *m, visitproc visit, void *arg)

@@ -1,0 +1,1 @@
+"""Runnable examples: the lab server (examples.lab) and the lecture scripts (examples/lecture)."""

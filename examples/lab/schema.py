@@ -1,0 +1,120 @@
+"""The lab's GraphQL schema: a chat with rooms, written with Strawberry.
+
+Mutation.sendMessage stores a message and publishes it on the broker; Subscription.messageAdded
+is the lecture's resolver, an `async for` over `uvcore.PubSub.subscribe()`. Both HTTP front
+ends (app_fastapi, app_aiohttp) serve this one schema and put a `Chat` in the GraphQL context.
+"""
+from __future__ import annotations
+
+import itertools
+import re
+import time
+from collections import deque
+from typing import Any, AsyncGenerator, Deque, Dict, List, Optional
+
+import strawberry
+
+ALL_MESSAGES = "messages"  # the channel every message goes to, whatever its room
+HISTORY_PER_ROOM = 200
+MAX_TEXT = 2000
+MAX_AUTHOR = 40
+# Room names become channel names: keep glob characters (* ? [) out so that a
+# subscription to one room can never turn into a pattern over all of them.
+_ROOM_RE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+
+
+def room_channel(room: str) -> str:
+    return f"room.{room}"
+
+
+def check_room(room: str) -> str:
+    if not _ROOM_RE.match(room):
+        raise ValueError("room names are 1-40 characters: letters, digits, '_' and '-'")
+    return room
+
+
+class Chat:
+    """The server's state: recent messages per room and the broker that carries new ones."""
+
+    def __init__(self, pubsub: Any) -> None:
+        self.pubsub = pubsub
+        self._history: Dict[str, Deque[Dict[str, Any]]] = {}
+        self._ids = itertools.count(1)
+
+    def rooms(self) -> List[str]:
+        return sorted(self._history)
+
+    def history(self, room: str, limit: int) -> List[Dict[str, Any]]:
+        messages = self._history.get(room, ())
+        return list(messages)[-limit:] if limit > 0 else []
+
+    def store(self, room: str, author: str, text: str) -> Dict[str, Any]:
+        author = author.strip()[:MAX_AUTHOR] or "anonymous"
+        if not text.strip():
+            raise ValueError("a message needs some text")
+        if len(text) > MAX_TEXT:
+            raise ValueError(f"messages are at most {MAX_TEXT} characters")
+        message_data = {
+            "id": str(next(self._ids)),
+            "room": room,
+            "author": author,
+            "text": text,
+            "sent_at": time.time(),
+        }
+        self._history.setdefault(room, deque(maxlen=HISTORY_PER_ROOM)).append(message_data)
+        return message_data
+
+
+@strawberry.type
+class Message:
+    id: strawberry.ID
+    room: str
+    author: str
+    text: str
+    sent_at: float = strawberry.field(description="Server time (Unix seconds) when it was sent")
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    def rooms(self, info: strawberry.Info) -> List[str]:
+        return info.context["chat"].rooms()
+
+    @strawberry.field
+    def messages(self, info: strawberry.Info, room: str, limit: int = 50) -> List[Message]:
+        chat: Chat = info.context["chat"]
+        return [Message(**message_data) for message_data in chat.history(check_room(room), limit)]
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation
+    async def send_message(self, info: strawberry.Info, room: str, author: str, text: str) -> Message:
+        chat: Chat = info.context["chat"]
+        message_data = chat.store(check_room(room), author, text)
+        await chat.pubsub.publish(room_channel(room), message_data)
+        await chat.pubsub.publish(ALL_MESSAGES, message_data)
+        return Message(**message_data)
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription
+    async def message_added(
+        self, info: strawberry.Info, room: Optional[str] = None
+    ) -> AsyncGenerator[Message, None]:
+        pubsub = info.context["pubsub"]
+        channel = room_channel(check_room(room)) if room else ALL_MESSAGES
+        # The lecture's resolver, verbatim in spirit: one broker subscription per client
+        # subscription. When the client leaves, Strawberry closes this generator and the
+        # subscription leaves the broker with it.
+        async for message_data in pubsub.subscribe(channel):
+            yield Message(**message_data)
+
+
+schema = strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription)
+
+
+def context_for(chat: Chat) -> Dict[str, Any]:
+    """What every resolver finds in info.context (besides the framework's request/response)."""
+    return {"chat": chat, "pubsub": chat.pubsub}

@@ -1,0 +1,214 @@
+"""Command line for the lab server: `python -m examples.lab.server` (what `make lab` runs).
+
+Picks the front end (FastAPI+uvicorn or aiohttp), the event loop (uvcore by default,
+uvloop or asyncio for comparison) and the broker (uvcore.PubSub in memory; Redis with
+--redis once uvcore.PubSub.from_url exists), then serves until SIGINT/SIGTERM.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+import traceback
+from typing import Any, Awaitable, Callable, List, Optional
+
+log = logging.getLogger("lab")
+
+LOOPS = ("uvcore", "uvloop", "asyncio")
+SERVERS = ("fastapi", "aiohttp")
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m examples.lab.server",
+        description="The uvcore lab: a Strawberry GraphQL chat with live subscriptions.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
+    parser.add_argument("--port", type=int, default=8000, help="TCP port (default %(default)s)")
+    parser.add_argument("--loop", choices=LOOPS, default="uvcore", help="event loop (default %(default)s)")
+    parser.add_argument("--server", choices=SERVERS, default="fastapi", help="HTTP front end (default %(default)s)")
+    parser.add_argument(
+        "--redis",
+        metavar="URL",
+        default=None,
+        help="share the chat between servers through Redis (redis://host:port/db); default: in-memory broker",
+    )
+    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    args = parser.parse_args(argv)
+    if not 0 <= args.port <= 65535:
+        parser.error(f"--port must be 0-65535, not {args.port}")
+    return args
+
+
+# -- the broker ---------------------------------------------------------------------------
+
+
+class RedisNotAvailable(RuntimeError):
+    """--redis was given but this uvcore has no Redis backend (uvcore.PubSub.from_url)."""
+
+
+def pubsub_factory(redis_url: Optional[str]) -> Callable[[], Any]:
+    """Returns a function that makes the broker; called inside the serving loop."""
+    import uvcore
+
+    if redis_url is None:
+        return uvcore.PubSub
+    from_url = getattr(uvcore.PubSub, "from_url", None)
+    if from_url is None:
+        raise RedisNotAvailable(
+            "--redis is not yet available: this uvcore has no Redis backend "
+            "(uvcore.PubSub.from_url). Run without --redis to use the in-memory broker."
+        )
+    return lambda: from_url(redis_url)
+
+
+# -- the event loop -----------------------------------------------------------------------
+
+
+async def _tcp_roundtrip() -> None:
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(await reader.readexactly(4))
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"ping")
+    assert await reader.readexactly(4) == b"ping"
+    writer.close()
+    server.close()
+    await server.wait_closed()
+
+
+def uvcore_cannot_serve() -> Optional[str]:
+    """None when uvcore's loop can run a TCP server; otherwise why not, in words.
+
+    The loop's TCP transports arrive after the loop core, so the lab probes for them
+    (a real server and connection on 127.0.0.1) rather than trusting a version number.
+    """
+    try:
+        import uvcore
+
+        new_event_loop = uvcore.new_event_loop
+    except (ImportError, AttributeError):
+        return "uvcore.new_event_loop() does not exist in this build"
+    try:
+        loop = new_event_loop()
+    except Exception as exc:  # noqa: BLE001 - any failure means "cannot serve"
+        return f"uvcore.new_event_loop() failed: {type(exc).__name__}: {exc}"
+    try:
+        loop.run_until_complete(asyncio.wait_for(_tcp_roundtrip(), 5))
+    except Exception as exc:  # noqa: BLE001
+        where = traceback.extract_tb(exc.__traceback__)[-1].name if exc.__traceback__ else "?"
+        return f"the uvcore loop cannot serve TCP yet ({type(exc).__name__} in {where}: {exc})"
+    finally:
+        loop.close()
+    return None
+
+
+def choose_loop(requested: str) -> str:
+    """The loop that will actually serve; uvcore falls back to asyncio (with a warning)
+    only while uvcore's loop has no TCP transports."""
+    if requested == "uvcore":
+        reason = uvcore_cannot_serve()
+        if reason is not None:
+            log.warning("--loop uvcore: %s; falling back to the asyncio loop", reason)
+            return "asyncio"
+    return requested
+
+
+def run_on(loop_name: str, main: Awaitable[None]) -> None:
+    if loop_name == "uvcore":
+        import uvcore
+
+        uvcore.run(main)
+        return
+    if loop_name == "uvloop":
+        import uvloop
+
+        factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    else:
+        factory = asyncio.SelectorEventLoop
+    loop = factory()
+    try:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(main)
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+# -- the front ends -----------------------------------------------------------------------
+
+
+async def serve_fastapi(args: argparse.Namespace, make_pubsub: Callable[[], Any]) -> None:
+    import uvicorn
+
+    from .app_fastapi import create_app
+
+    # loop="none": uvicorn serves on whatever loop is running (ours).
+    config = uvicorn.Config(
+        create_app(make_pubsub),
+        host=args.host,
+        port=args.port,
+        loop="none",
+        log_level=args.log_level,
+        lifespan="on",
+    )
+    await uvicorn.Server(config).serve()
+
+
+async def serve_aiohttp(args: argparse.Namespace, make_pubsub: Callable[[], Any]) -> None:
+    from aiohttp import web
+
+    from .app_aiohttp import create_app
+
+    runner = web.AppRunner(create_app(make_pubsub), handle_signals=False)
+    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
+    try:
+        await web.TCPSite(runner, args.host, args.port).start()
+        log.info("aiohttp serving on http://%s:%d", args.host, args.port)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s: %(name)s: %(message)s")
+    try:
+        make_pubsub = pubsub_factory(args.redis)
+    except (RedisNotAvailable, ImportError, AttributeError) as exc:
+        log.error("%s", exc)
+        return 2
+    loop_name = choose_loop(args.loop)
+    shown_host = f"[{args.host}]" if ":" in args.host else args.host
+    log.info(
+        "the chat page: http://%s:%d/ (GraphQL at /graphql) - %s on the %s loop, %s broker",
+        shown_host,
+        args.port,
+        args.server,
+        loop_name,
+        "Redis" if args.redis else "in-memory",
+    )
+    serve = serve_fastapi if args.server == "fastapi" else serve_aiohttp
+    try:
+        run_on(loop_name, serve(args, make_pubsub))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

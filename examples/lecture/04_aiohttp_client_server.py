@@ -1,0 +1,64 @@
+"""Lecture: an aiohttp server and an aiohttp client, concurrently.
+
+The script starts a small aiohttp web server on 127.0.0.1 (a free port), then a
+ClientSession fetches several of its URLs at once with gather. No internet needed.
+Run: python examples/lecture/04_aiohttp_client_server.py
+"""
+import asyncio
+import time
+
+from aiohttp import ClientSession, web
+
+import uvcore
+
+USERS = {1: "ada", 2: "grace", 3: "linus"}
+
+
+async def hello(request: web.Request) -> web.Response:
+    return web.json_response({"message": "hello"})
+
+
+async def user(request: web.Request) -> web.Response:
+    await asyncio.sleep(0.1)  # a slow database, say
+    user_id = int(request.match_info["user_id"])
+    if user_id not in USERS:
+        raise web.HTTPNotFound(text=f"no user {user_id}")
+    return web.json_response({"id": user_id, "name": USERS[user_id]})
+
+
+async def start_server() -> tuple:
+    app = web.Application()
+    app.router.add_get("/", hello)
+    app.router.add_get("/users/{user_id}", user)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    return runner, f"http://127.0.0.1:{port}"
+
+
+async def fetch_json(session: ClientSession, url: str) -> dict:
+    async with session.get(url) as response:
+        response.raise_for_status()
+        return await response.json()
+
+
+async def main() -> None:
+    runner, base = await start_server()
+    try:
+        async with ClientSession() as session:
+            print("GET /:", await fetch_json(session, base + "/"))
+            start = time.perf_counter()
+            users = await asyncio.gather(*(fetch_json(session, f"{base}/users/{i}") for i in USERS))
+            took = time.perf_counter() - start
+            print(f"3 users in {took:.2f} s (concurrently):", [u["name"] for u in users])
+            async with session.get(base + "/users/99") as response:
+                print("GET /users/99:", response.status, await response.text())
+        assert [u["name"] for u in users] == list(USERS.values()) and took < 0.3
+    finally:
+        await runner.cleanup()
+
+
+if __name__ == "__main__":
+    uvcore.run(main())
