@@ -61,6 +61,7 @@ static PyObject *import_attr(const char *module, const char *name)
     X(kwnames_loop_name_ctx) X(str_call_exception_handler)                                \
     X(QueueType) X(LifoQueueType) X(PriorityQueueType) X(QueueEmpty) X(QueueFull)         \
     X(QueueShutDown) X(PubSubType) X(SubscriptionType) X(SubscriberOverflow)              \
+    X(QueueAwaitableType) X(queue_cache)                                                   \
     X(PubSubChannelType) X(PubSubReadyType) X(PubSubWaitType)                              \
     X(StreamTransportType) X(ServerType) X(stream_read_buffer) X(BufferedProtocol)         \
     X(str_data_received) X(str_eof_received) X(str_get_buffer) X(str_buffer_updated)       \

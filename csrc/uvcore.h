@@ -78,6 +78,8 @@ typedef struct {
     PyObject *QueueEmpty;
     PyObject *QueueFull;
     PyObject *QueueShutDown;
+    PyTypeObject *QueueAwaitableType; /* what put()/get()/join() return */
+    PyObject *queue_cache;           /* tuple: deque and heapq callables, interned names */
     void *queue_extra;               /* reserved for queue.c's own needs */
 
     /* pubsub.c */
