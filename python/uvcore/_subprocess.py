@@ -1,0 +1,5 @@
+"""Subprocesses and pipes for uvcore.Loop (filled in below)."""
+
+
+class SubprocessMixin:
+    pass
