@@ -606,6 +606,7 @@ static PyObject *udp_sendto(UvcUdp *t, PyObject *const *args, Py_ssize_t nargs, 
     }
     PyObject *result = NULL;
     if (view.len == 0 && !UDP_SEND_EMPTY) {
+        result = Py_NewRef(Py_None);
         goto done;
     }
     const struct sockaddr *sa = NULL;

@@ -12,6 +12,7 @@ import os
 import socket
 import stat
 import sys
+import warnings
 import weakref
 from asyncio import futures, trsock
 
@@ -101,15 +102,23 @@ class DatagramMixin:
     ):
         """Create a datagram endpoint: (transport, protocol), as asyncio does."""
         if reuse_address is not _unset:
+            # 3.9/3.10 still take the argument (True is refused, False deprecated); later
+            # Pythons removed it.
+            if sys.version_info >= (3, 11):
+                raise TypeError(
+                    "create_datagram_endpoint() got an unexpected keyword argument 'reuse_address'"
+                )
             if reuse_address:
                 raise ValueError(
                     "Passing `reuse_address=True` is no longer supported, as the usage of "
                     "SO_REUSEPORT in UDP poses a significant security concern."
                 )
-            if sys.version_info >= (3, 11):
-                raise TypeError(
-                    "create_datagram_endpoint() got an unexpected keyword argument 'reuse_address'"
-                )
+            warnings.warn(
+                "The *reuse_address* parameter has been deprecated as of 3.5.10 and is "
+                "scheduled for removal in 3.11.",
+                DeprecationWarning,
+                stacklevel=2,
+            )
         if sock is not None:
             bad_type = (
                 sock.type == socket.SOCK_STREAM
