@@ -61,6 +61,8 @@ static PyObject *import_attr(const char *module, const char *name)
     X(kwnames_loop_name_ctx) X(str_call_exception_handler)                                \
     X(QueueType) X(LifoQueueType) X(PriorityQueueType) X(QueueEmpty) X(QueueFull)         \
     X(QueueShutDown) X(PubSubType) X(SubscriptionType) X(SubscriberOverflow)              \
+    X(QueueAwaitableType) X(queue_cache)                                                   \
+    X(PubSubChannelType) X(PubSubReadyType) X(PubSubWaitType)                              \
     X(StreamTransportType) X(ServerType)                                                   \
     X(UDPTransportType) X(ProcessType)
 

@@ -78,12 +78,17 @@ typedef struct {
     PyObject *QueueEmpty;
     PyObject *QueueFull;
     PyObject *QueueShutDown;
+    PyTypeObject *QueueAwaitableType; /* what put()/get()/join() return */
+    PyObject *queue_cache;           /* tuple: deque and heapq callables, interned names */
     void *queue_extra;               /* reserved for queue.c's own needs */
 
     /* pubsub.c */
     PyTypeObject *PubSubType;
     PyTypeObject *SubscriptionType;
     PyObject *SubscriberOverflow;
+    PyTypeObject *PubSubChannelType;  /* internal: a channel/pattern and its subscriber list */
+    PyTypeObject *PubSubReadyType;    /* internal: awaitable done at once (message waiting) */
+    PyTypeObject *PubSubWaitType;     /* internal: awaitable of an __anext__ that must wait */
     void *pubsub_extra;              /* reserved for pubsub.c's own needs */
 
     /* stream.c, tcp.c, unix.c, server.c (issue 3) */
