@@ -1109,14 +1109,33 @@ static PyObject *uvc_queue_tp_new(PyTypeObject *tp, PyObject *args, PyObject *kw
 
 static int uvc_queue_tp_init(PyObject *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"maxsize", NULL};
     UvcQueue *q = (UvcQueue *)self;
     uvc_state *st = q->st;
     PyObject *maxsize = NULL, *getters = NULL, *putters = NULL, *joiners = NULL;
     Py_ssize_t capacity;
+#if PY_VERSION_HEX < 0x030A0000
+    /* Python 3.9's asyncio.Queue still takes a (deprecated) loop: bind to it as it does.
+     * Without one we bind at the first wait, as 3.10+ does, not to get_event_loop(). */
+    static char *kwlist[] = {"maxsize", "loop", NULL};
+    PyObject *loop = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|O$O:Queue", kwlist, &maxsize, &loop)) {
+        return -1;
+    }
+    if (loop != Py_None) {
+        if (PyErr_WarnEx(PyExc_DeprecationWarning,
+                         "The loop argument is deprecated since Python 3.8, "
+                         "and scheduled for removal in Python 3.10.",
+                         1) < 0) {
+            return -1;
+        }
+        Py_XSETREF(q->loop, Py_NewRef(loop));
+    }
+#else
+    static char *kwlist[] = {"maxsize", NULL};
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|O:Queue", kwlist, &maxsize)) {
         return -1;
     }
+#endif
     if (maxsize == NULL) {
         maxsize = PyLong_FromLong(0);
     } else {
