@@ -31,7 +31,16 @@ uvc_state *uvc_state_from_type(PyTypeObject *tp)
 
 int uvc_add_type(PyObject *m, PyType_Spec *spec, PyObject *bases, PyTypeObject **slot)
 {
+    /* Python 3.9 takes only a tuple of bases; 3.10+ also a single type. */
+    PyObject *tuple = NULL;
+    if (bases != NULL && !PyTuple_Check(bases)) {
+        if ((tuple = PyTuple_Pack(1, bases)) == NULL) {
+            return -1;
+        }
+        bases = tuple;
+    }
     PyObject *tp = PyType_FromModuleAndSpec(m, spec, bases);
+    Py_XDECREF(tuple);
     if (tp == NULL) {
         return -1;
     }
