@@ -13,7 +13,9 @@ EXPECTED_FAILURES: dict = {
         "needs loop.create_datagram_endpoint (UDP: issue 8)",
 }
 
-# Tests whose outcome depends on timing on a loaded 2-core machine, on any loop: either
-# outcome is accepted (and not counted as passed).
+# Tests whose outcome depends on timing on a loaded 2-core machine or on the tests run
+# before them: either outcome is accepted (and not counted as passed).
 FLAKY: dict = {
+    "test_streams.StreamTests.test_unclosed_resource_warnings":
+        "3.13: sees a 2nd ResourceWarning from the pipe the failing pipe test left (issue 8)",
 }
