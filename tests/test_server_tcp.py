@@ -296,3 +296,33 @@ def test_protocol_factory_error_drops_the_connection_only(loop):
         await server.wait_closed()
 
     run(loop, main())
+
+
+def test_happy_eyeballs_races_addresses_and_closes_the_losers(loop):
+    async def main():
+        server = await loop.create_server(Echo, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            dead = s.getsockname()[1]
+        infos = [
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", dead)),
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port)),
+        ]
+
+        async def getaddrinfo(host, port_, **kw):
+            return infos
+
+        loop.getaddrinfo = getaddrinfo
+        tr, _ = await loop.create_connection(Echo, "example.invalid", 80,
+                                             happy_eyeballs_delay=0.05)
+        assert tr.get_extra_info("peername") == ("127.0.0.1", port)
+        tr.close()
+        infos[1] = infos[0]
+        with pytest.raises(ConnectionRefusedError):
+            await loop.create_connection(Echo, "example.invalid", 80, happy_eyeballs_delay=0.05)
+        del loop.getaddrinfo
+        server.close()
+        await server.wait_closed()
+
+    run(loop, main())

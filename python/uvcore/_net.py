@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections.abc
 import errno
+import functools
 import itertools
 import logging
 import os
@@ -17,7 +18,7 @@ import socket
 import stat
 import sys
 import weakref
-from asyncio import constants, sslproto, trsock
+from asyncio import constants, sslproto, staggered, trsock
 
 from . import _uvcore
 
@@ -445,7 +446,7 @@ class NetworkMixin:
                                 ssl_shutdown_timeout=None, happy_eyeballs_delay=None,
                                 interleave=None, all_errors=False):
         """Open a TCP connection; returns (transport, protocol). Addresses are tried in
-        turn (happy_eyeballs_delay only orders them: attempts are sequential)."""
+        turn, or staggered by happy_eyeballs_delay seconds (RFC 8305) when it is given."""
         if server_hostname is not None and not ssl:
             raise ValueError("server_hostname is only meaningful with ssl")
         if server_hostname is None and ssl:
@@ -474,12 +475,22 @@ class NetworkMixin:
             if interleave:
                 infos = _interleave(infos, interleave)
             errors = []
-            for info in infos:
-                try:
-                    sock = await self._connect_addrinfo(errors, info, local_infos)
-                    break
-                except OSError:
-                    continue
+            if happy_eyeballs_delay is None or len(infos) == 1:
+                for info in infos:
+                    try:
+                        sock = await self._connect_addrinfo(errors, info, local_infos)
+                        break
+                    except OSError:
+                        continue
+            else:
+                # RFC 8305: start the next attempt after the delay while earlier ones run;
+                # the first socket to connect wins, the others are cancelled (and closed).
+                sock, _, _ = await staggered.staggered_race(
+                    [functools.partial(self._connect_addrinfo, errors, info, local_infos)
+                     for info in infos],
+                    happy_eyeballs_delay,
+                    loop=self,
+                )
             if sock is None:
                 try:
                     if all_errors and sys.version_info >= (3, 11):
