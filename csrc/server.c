@@ -206,6 +206,9 @@ static PyObject *listener_tp_new(PyTypeObject *tp, PyObject *args, PyObject *kwd
 
 static PyObject *listener_listen(UvcListener *l, PyObject *unused)
 {
+    if (uvc_stream_check_thread(l->loop) < 0) {
+        return NULL;
+    }
     if (l->listening) {
         Py_RETURN_NONE;
     }
@@ -227,6 +230,9 @@ static PyObject *listener_listen(UvcListener *l, PyObject *unused)
 
 static PyObject *listener_close(UvcListener *l, PyObject *unused)
 {
+    if (uvc_stream_check_thread(l->loop) < 0) {
+        return NULL;
+    }
     listener_close_handle(l);
     Py_RETURN_NONE;
 }

@@ -5,6 +5,7 @@
  * layer (python/uvcore/_net.py) creates sockets, resolves names and does TLS. */
 #include "stream.h"
 
+#include <pythread.h>
 #include <sys/socket.h>
 
 #define UVC_READ_BUFFER_SIZE (256 * 1024)
@@ -132,6 +133,18 @@ PyObject *uvc_sockaddr_to_py(const struct sockaddr *sa, socklen_t len)
 }
 
 uv_stream_t *uvc_stream_uv(UvcStream *t) { return &t->uv.stream; }
+
+int uvc_stream_check_thread(UvcLoop *loop)
+{
+    unsigned long tid = loop->thread_id;
+    if (tid != 0 && tid != PyThread_get_thread_ident()) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "Non-thread-safe operation invoked on an event loop other than the "
+                        "current one");
+        return -1;
+    }
+    return 0;
+}
 
 static int stream_fd(UvcStream *t)
 {
@@ -571,6 +584,9 @@ static PyObject *stream_write_items(UvcStream *t, PyObject *const *items, Py_ssi
     PyObject *result = NULL;
     Py_ssize_t nviews = 0, total = 0;
 
+    if (uvc_stream_check_thread(t->loop) < 0) {
+        return NULL;
+    }
     if (n > 8) {
         bufs = PyMem_Malloc(n * sizeof(uv_buf_t));
         views = PyMem_Malloc(n * sizeof(Py_buffer));
@@ -726,6 +742,9 @@ static void stream_on_shutdown(uv_shutdown_t *req, int status)
 
 static PyObject *stream_write_eof(UvcStream *t, PyObject *unused)
 {
+    if (uvc_stream_check_thread(t->loop) < 0) {
+        return NULL;
+    }
     if (t->closing || t->eof) {
         Py_RETURN_NONE;
     }
@@ -779,6 +798,9 @@ static PyObject *stream_reset_empty_waiter(UvcStream *t, PyObject *unused)
 
 static PyObject *stream_close(UvcStream *t, PyObject *unused)
 {
+    if (uvc_stream_check_thread(t->loop) < 0) {
+        return NULL;
+    }
     if (t->closing) {
         Py_RETURN_NONE;
     }
@@ -795,7 +817,7 @@ static PyObject *stream_close(UvcStream *t, PyObject *unused)
 
 static PyObject *stream_abort(UvcStream *t, PyObject *unused)
 {
-    if (stream_force_close(t, NULL) < 0) {
+    if (uvc_stream_check_thread(t->loop) < 0 || stream_force_close(t, NULL) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -803,7 +825,7 @@ static PyObject *stream_abort(UvcStream *t, PyObject *unused)
 
 static PyObject *stream_force_close_meth(UvcStream *t, PyObject *exc)
 {
-    if (stream_force_close(t, exc == Py_None ? NULL : exc) < 0) {
+    if (uvc_stream_check_thread(t->loop) < 0 || stream_force_close(t, exc == Py_None ? NULL : exc) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -818,6 +840,9 @@ static PyObject *stream_is_reading(UvcStream *t, PyObject *unused)
 
 static PyObject *stream_pause_reading(UvcStream *t, PyObject *unused)
 {
+    if (uvc_stream_check_thread(t->loop) < 0) {
+        return NULL;
+    }
     if (t->closing || t->paused) {
         Py_RETURN_NONE;
     }
@@ -828,6 +853,9 @@ static PyObject *stream_pause_reading(UvcStream *t, PyObject *unused)
 
 static PyObject *stream_resume_reading(UvcStream *t, PyObject *unused)
 {
+    if (uvc_stream_check_thread(t->loop) < 0) {
+        return NULL;
+    }
     if (t->closing || !t->paused) {
         Py_RETURN_NONE;
     }
@@ -1143,29 +1171,36 @@ int uvc_stream_start(UvcStream *t, PyObject *protocol, PyObject *server, PyObjec
     /* asyncio takes the addresses at creation, so they stay known after a reset or close */
     stream_fetch_address(t, 0);
     stream_fetch_address(t, 1);
-    if (server != NULL) {
-        PyObject *r = PyObject_CallMethod(server, "_attach", "O", (PyObject *)t);
-        if (r == NULL) {
-            return -1;
-        }
-        Py_DECREF(r);
-    }
     /* connection_made first; reading starts only once it ran (as asyncio does). */
     PyObject *made = PyObject_GetAttr(protocol, t->st->str_connection_made);
-    if (made == NULL) {
-        return -1;
-    }
-    int r = stream_push_handle(t, made, (PyObject *)t);
-    Py_DECREF(made);
-    if (r < 0) {
-        return -1;
-    }
-    PyObject *start = PyCFunction_New(&stream_start_def, (PyObject *)t);
+    PyObject *start = made ? PyCFunction_New(&stream_start_def, (PyObject *)t) : NULL;
+    int r = -1;
     if (start == NULL) {
-        return -1;
+        goto done;
     }
-    r = stream_push_handle(t, start, NULL);
-    Py_DECREF(start);
+    if (server != NULL) {
+        PyObject *a = PyObject_CallMethod(server, "_attach", "O", (PyObject *)t);
+        if (a == NULL) {
+            goto done;
+        }
+        Py_DECREF(a);
+    }
+    r = stream_push_handle(t, made, (PyObject *)t);
+    if (r == 0) {
+        r = stream_push_handle(t, start, NULL);
+    }
+    if (r < 0 && server != NULL) {
+        PyObject *exc = PyErr_GetRaisedException_compat();
+        PyObject *d = PyObject_CallMethod(server, "_detach", "O", (PyObject *)t);
+        if (d == NULL) {
+            PyErr_WriteUnraisable(server);
+        }
+        Py_XDECREF(d);
+        PyErr_SetRaisedException_compat(exc);
+    }
+done:
+    Py_XDECREF(made);
+    Py_XDECREF(start);
     return r;
 }
 

@@ -59,6 +59,10 @@ PyObject *uvc_unix_addr_to_py(const struct sockaddr *sa, socklen_t len);
 PyObject *uvc_oserror_from_uv(int err);
 void uvc_set_uv_error(int err);
 
+/* RuntimeError (-1) when called from a thread other than the one running the loop: libuv
+ * handles must only be touched by the loop's thread (asyncio's message). */
+int uvc_stream_check_thread(UvcLoop *loop);
+
 /* socket.detach() on a socket object whose fd libuv now closes (errors ignored). */
 void uvc_detach_socket(PyObject *sock);
 

@@ -473,3 +473,33 @@ def test_get_buffer_failure_is_a_fatal_error_not_a_crash(loop, failure):
         server.close()
 
     run(loop, main())
+
+
+def test_transport_methods_from_another_thread_raise(loop):
+    import threading
+
+    async def main():
+        server, sp, tr, cp = await pair(loop)
+        errors = []
+
+        def other_thread():
+            for call in (lambda: tr.write(b"x"), tr.close, tr.abort, tr.pause_reading,
+                         tr.write_eof, lambda: server.close()):
+                try:
+                    call()
+                except RuntimeError as exc:
+                    errors.append(str(exc))
+
+        th = threading.Thread(target=other_thread)
+        th.start()
+        await loop.run_in_executor(None, th.join)
+        assert len(errors) == 6
+        assert all("Non-thread-safe operation" in e for e in errors)
+        assert not tr.is_closing()
+        assert server.is_serving()
+        tr.close()
+        await cp.lost
+        server.close()
+        await server.wait_closed()
+
+    run(loop, main())

@@ -17,7 +17,7 @@ import os
 import socket
 import stat
 import sys
-import weakref
+import threading
 from asyncio import constants, sslproto, staggered, trsock
 
 from . import _uvcore
@@ -243,6 +243,7 @@ class Server(asyncio.AbstractServer):
     def _start_serving(self):
         if self._serving or self._sockets is None:
             return
+        self._check_thread()
         self._serving = True
         for listener in self._listeners:
             listener.listen()
@@ -259,11 +260,19 @@ class Server(asyncio.AbstractServer):
             return ()
         return tuple(trsock.TransportSocket(s) for s in self._sockets)
 
+    def _check_thread(self):
+        tid = self._loop._thread_id
+        if tid is not None and tid != threading.get_ident():
+            raise RuntimeError(
+                "Non-thread-safe operation invoked on an event loop other than the current one"
+            )
+
     def close(self):
         """Stop listening and close the listening sockets; connections stay open."""
         sockets = self._sockets
         if sockets is None:
             return
+        self._check_thread()
         self._sockets = None
         paths = []
         for sock in sockets:
