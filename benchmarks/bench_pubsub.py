@@ -174,24 +174,32 @@ async def one_round(setup, n_subs, n_msgs, paced, trace_memory):
     return elapsed, (peak, idle)
 
 
-def run_case(loop_factory, setup, n_subs, n_msgs, paced, rounds):
+def run_cases(loop_factory, setups, n_subs, n_msgs, paced, rounds):
+    """Rounds interleave the brokers, so a noisy machine slows them all alike."""
+    times = {name: [] for name in setups}
+    memory = {}
     loop = loop_factory()
     try:
-        times = []
         for _ in range(rounds):
-            elapsed, _ = loop.run_until_complete(one_round(setup, n_subs, n_msgs, paced, False))
-            times.append(elapsed)
-        _, (peak, idle) = loop.run_until_complete(one_round(setup, n_subs, n_msgs, paced, True))
+            for name, setup in setups.items():
+                elapsed, _ = loop.run_until_complete(one_round(setup, n_subs, n_msgs, paced, False))
+                times[name].append(elapsed)
+        for name, setup in setups.items():
+            _, memory[name] = loop.run_until_complete(one_round(setup, n_subs, n_msgs, paced, True))
     finally:
         loop.close()
-    median = statistics.median(times)
-    return {
-        "deliveries_per_s": n_subs * n_msgs / median,
-        "median_s": median,
-        "rounds": rounds,
-        "peak_bytes_per_subscriber": peak / n_subs,
-        "idle_bytes_per_subscriber": idle / n_subs,
-    }
+    out = {}
+    for name in setups:
+        median = statistics.median(times[name])
+        peak, idle = memory[name]
+        out[name] = {
+            "deliveries_per_s": n_subs * n_msgs / median,
+            "median_s": median,
+            "rounds": rounds,
+            "peak_bytes_per_subscriber": peak / n_subs,
+            "idle_bytes_per_subscriber": idle / n_subs,
+        }
+    return out
 
 
 def main(argv=None):
@@ -225,9 +233,9 @@ def main(argv=None):
             for n in subs:
                 if mode == "paced" and n > args.paced_max_subs:
                     continue
-                for broker_name, setup in brokers.items():
-                    r = run_case(factory, setup, n, args.messages, mode == "paced", rounds)
-                    results.setdefault(mode, {}).setdefault(loop_name, {}).setdefault(str(n), {})[broker_name] = r
+                by_broker = run_cases(factory, brokers, n, args.messages, mode == "paced", rounds)
+                results.setdefault(mode, {}).setdefault(loop_name, {})[str(n)] = by_broker
+                for broker_name, r in by_broker.items():
                     print(f"  {mode:5} {loop_name:8} {n:>6} subs  {broker_name:14} {r['deliveries_per_s']:>14,.0f} deliveries/s"
                           f"  {r['idle_bytes_per_subscriber']:>8,.0f} B/sub idle"
                           f"  {r['peak_bytes_per_subscriber']:>10,.0f} B/sub peak", flush=True)
