@@ -61,8 +61,10 @@ static PyObject *import_attr(const char *module, const char *name)
     X(kwnames_loop_name_ctx) X(str_call_exception_handler)                                \
     X(QueueType) X(LifoQueueType) X(PriorityQueueType) X(QueueEmpty) X(QueueFull)         \
     X(QueueShutDown) X(PubSubType) X(SubscriptionType) X(SubscriberOverflow)              \
+    X(QueueAwaitableType) X(queue_cache)                                                   \
     X(PubSubChannelType) X(PubSubReadyType) X(PubSubWaitType)                              \
-    X(StreamTransportType) X(ServerType)
+    X(StreamTransportType) X(ServerType)                                                   \
+    X(UDPTransportType) X(ProcessType)
 
 static int uvc_module_traverse(PyObject *m, visitproc visit, void *arg)
 {
@@ -98,7 +100,8 @@ static int uvc_module_exec(PyObject *m)
     }
     if (uvc_handle_module_init(m, st) < 0 || uvc_loop_module_init(m, st) < 0 ||
         uvc_queue_module_init(m, st) < 0 || uvc_pubsub_module_init(m, st) < 0 ||
-        uvc_stream_module_init(m, st) < 0) {
+        uvc_stream_module_init(m, st) < 0 || uvc_udp_module_init(m, st) < 0 ||
+        uvc_process_module_init(m, st) < 0) {
         return -1;
     }
     if (PyModule_AddStringConstant(m, "libuv_version", uv_version_string()) < 0) {

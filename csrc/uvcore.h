@@ -78,6 +78,8 @@ typedef struct {
     PyObject *QueueEmpty;
     PyObject *QueueFull;
     PyObject *QueueShutDown;
+    PyTypeObject *QueueAwaitableType; /* what put()/get()/join() return */
+    PyObject *queue_cache;           /* tuple: deque and heapq callables, interned names */
     void *queue_extra;               /* reserved for queue.c's own needs */
 
     /* pubsub.c */
@@ -93,6 +95,10 @@ typedef struct {
     PyTypeObject *StreamTransportType;
     PyTypeObject *ServerType;
     void *stream_extra;
+
+    /* udp.c, process.c (issue 8) */
+    PyTypeObject *UDPTransportType;
+    PyTypeObject *ProcessType;
 } uvc_state;
 
 extern PyModuleDef uvc_module_def;
@@ -110,6 +116,8 @@ int uvc_handle_module_init(PyObject *m, uvc_state *st);   /* handle.c */
 int uvc_queue_module_init(PyObject *m, uvc_state *st);    /* queue.c */
 int uvc_pubsub_module_init(PyObject *m, uvc_state *st);   /* pubsub.c */
 int uvc_stream_module_init(PyObject *m, uvc_state *st);   /* stream.c and friends */
+int uvc_udp_module_init(PyObject *m, uvc_state *st);      /* udp.c */
+int uvc_process_module_init(PyObject *m, uvc_state *st);  /* process.c */
 
 /* Add a heap type made from spec to the module; stores it in *slot (a new reference). */
 int uvc_add_type(PyObject *m, PyType_Spec *spec, PyObject *bases, PyTypeObject **slot);
