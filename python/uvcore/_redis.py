@@ -653,38 +653,51 @@ class RedisPubSub(_pubsub.PubSub):
 
     async def _probe(self, conn: Any, frames: _FrameReader) -> str:
         """Find where this server puts a connection's own messages relative to the PUBLISH
-        reply (it changed in Redis 7.2), so publish() can count its local receivers."""
+        reply (it changed in Redis 7.2), so publish() can count its local receivers: try it
+        on a private channel, or if an ACL forbids that, go by the version HELLO reports."""
         probe = b"__uvcore:probe:" + uuid.uuid4().hex.encode()
-        await conn.send_packed_command(
-            [_pack(b"SUBSCRIBE", probe), _pack(b"PUBLISH", probe, b""), _PING_CMD, _pack(b"UNSUBSCRIBE", probe)],
-            check_health=False,
-        )
+        commands = [_pack(b"SUBSCRIBE", probe), _pack(b"PUBLISH", probe, b""), _pack(b"UNSUBSCRIBE", probe),
+                    _pack(b"HELLO", b"3")]
+        await conn.send_packed_command(commands, check_health=False)
         seen: List[str] = []
-        order = None
+        answers = 0  # the four commands get four answers; the message push is extra
+        hello: Any = {}
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._connect_timeout
-        while True:
+        while answers < 4:
             remaining = deadline - loop.time()
             try:
                 batch = await asyncio.wait_for(frames.read(), remaining if remaining > 0 else 0)
             except asyncio.TimeoutError:
-                raise ConnectionError(f"Redis at {self._shown_url} did not answer within {self._connect_timeout}s") from None
+                raise ConnectionError(
+                    f"Redis at {self._shown_url} did not answer within {self._connect_timeout}s") from None
             for frame in batch:
+                if isinstance(frame, list) and frame and frame[0] == b"message":
+                    seen.append("push")
+                    continue
+                answers += 1
                 if isinstance(frame, Exception):
-                    raise ConnectionError(f"Redis at {self._shown_url} refused pub/sub commands: {frame}")
-                if isinstance(frame, list):
-                    kind = bytes(frame[0])
-                    if kind == b"message":
-                        seen.append("push")
-                    elif kind == b"unsubscribe":
-                        order = _SELF_NONE
-                        if seen[:1] == ["push"]:
-                            order = _SELF_BEFORE
-                        elif "push" in seen:
-                            order = _SELF_AFTER
-                        return order
+                    seen.append("error")
                 elif isinstance(frame, int):
                     seen.append("reply")
+                elif isinstance(frame, dict):
+                    hello = frame
+        return self._order_from(seen, hello)
+
+    @staticmethod
+    def _order_from(seen: List[str], hello: Any) -> str:
+        if "error" not in seen:
+            if seen[:2] == ["push", "reply"]:
+                return _SELF_BEFORE
+            if seen[:2] == ["reply", "push"]:
+                return _SELF_AFTER
+            return _SELF_NONE
+        version = hello.get(b"version", b"0")
+        try:
+            major_minor = tuple(int(x) for x in bytes(version).split(b".")[:2])
+        except ValueError:
+            return _SELF_NONE
+        return _SELF_AFTER if major_minor >= (7, 2) else _SELF_BEFORE
 
     async def _drop(self, conn: Any) -> None:
         try:
