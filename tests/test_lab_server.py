@@ -13,7 +13,7 @@ import pytest
 import uvcore
 
 sys.path.insert(0, os.path.dirname(__file__))
-from test_lab_support import lab_server, server_launch  # noqa: E402
+from test_lab_support import lab_server  # noqa: E402
 
 from examples.lab.harness import REPO  # noqa: E402
 from examples.lab.server import parse_args, uvcore_cannot_serve  # noqa: E402
@@ -63,7 +63,7 @@ def test_page_at_root_is_self_contained():
 @pytest.mark.skipif(hasattr(getattr(uvcore, "PubSub", None), "from_url"), reason="the Redis backend exists")
 def test_redis_option_fails_clearly_until_the_backend_exists():
     result = subprocess.run(
-        [sys.executable, *server_launch(), "--port", "0", "--redis", "redis://127.0.0.1:1/0"],
+        [sys.executable, "-m", "examples.lab.server", "--port", "0", "--redis", "redis://127.0.0.1:1/0"],
         cwd=REPO, capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 2

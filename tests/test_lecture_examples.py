@@ -3,16 +3,12 @@ once as written (uvcore.run on uvcore's loop) and once with uvcore.run swapped f
 asyncio.run, which shows the scripts are plain asyncio code."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import uvcore
-
-sys.path.insert(0, os.path.dirname(__file__))
-from test_lab_support import STANDIN_PUBSUB, has_real_pubsub  # noqa: E402
 
 from examples.lab.server import uvcore_cannot_serve  # noqa: E402
 
@@ -42,8 +38,6 @@ def test_every_lecture_script_is_tested():
 def missing(needs, loop: str):
     if "queue" in needs and not hasattr(uvcore, "Queue"):
         return "uvcore.Queue is not in this build yet"
-    if "pubsub" in needs and not has_real_pubsub() and loop == "uvcore":
-        return "uvcore.PubSub is not in this build yet"
     if "tcp" in needs and loop == "uvcore" and _TCP_REASON:
         return _TCP_REASON
     return None
@@ -52,11 +46,8 @@ def missing(needs, loop: str):
 def command(script: Path, loop: str):
     if loop == "uvcore":
         return [sys.executable, str(script)]
-    # The same script on asyncio's own loop: uvcore.run becomes asyncio.run. While
-    # uvcore.PubSub has not landed, the asyncio run uses the tests' stand-in broker.
+    # The same script on asyncio's own loop: uvcore.run becomes asyncio.run.
     boot = "import asyncio, runpy, sys, uvcore\nuvcore.run = asyncio.run\n"
-    if not has_real_pubsub():
-        boot += STANDIN_PUBSUB + "\nuvcore.PubSub = PubSub\n"
     boot += f"sys.argv = [{str(script)!r}]\nrunpy.run_path({str(script)!r}, run_name='__main__')\n"
     return [sys.executable, "-c", boot]
 

@@ -53,6 +53,8 @@ def pubsub_factory(redis_url: Optional[str]) -> Callable[[], Any]:
     """Returns a function that makes the broker; called inside the serving loop."""
     import uvcore
 
+    if not hasattr(uvcore, "PubSub"):
+        raise RuntimeError("this uvcore build has no uvcore.PubSub (csrc/pubsub.c): rebuild with `make build`")
     if redis_url is None:
         return uvcore.PubSub
     from_url = getattr(uvcore.PubSub, "from_url", None)
@@ -189,7 +191,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s: %(name)s: %(message)s")
     try:
         make_pubsub = pubsub_factory(args.redis)
-    except (RedisNotAvailable, ImportError, AttributeError) as exc:
+    except (RuntimeError, ImportError) as exc:
         log.error("%s", exc)
         return 2
     loop_name = choose_loop(args.loop)
