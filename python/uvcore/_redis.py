@@ -32,8 +32,11 @@ Codec = Union[str, Tuple[Callable[[Any], Union[bytes, str]], Callable[[bytes], A
 # ---------------------------------------------------------------------------- codecs
 
 
+_json_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def _json_encode(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    return _json_encoder.encode(obj).encode("utf-8", "surrogatepass")
 
 
 def _pickle_encode(obj: Any) -> bytes:
@@ -52,8 +55,24 @@ def _bytes_decode(data: bytes) -> bytes:
     return data
 
 
+_json_decoder = json.JSONDecoder()
+_json_scan = _json_decoder.scan_once
+
+
+def _json_decode(data: bytes) -> Any:
+    # json.loads(bytes) spends most of its time guessing the encoding; messages are UTF-8.
+    text = data.decode()
+    try:
+        obj, end = _json_scan(text, 0)
+    except StopIteration:
+        return _json_decoder.decode(text)  # leading space, or the error with its position
+    if end != len(text):
+        return _json_decoder.decode(text)  # trailing space, or "Extra data"
+    return obj
+
+
 _CODECS: Dict[str, Tuple[Callable[[Any], bytes], Callable[[bytes], Any]]] = {
-    "json": (_json_encode, json.loads),
+    "json": (_json_encode, _json_decode),
     "pickle": (_pickle_encode, pickle.loads),
     "bytes": (_bytes_encode, _bytes_decode),
 }
@@ -286,7 +305,7 @@ class RedisPubSub(_pubsub.PubSub):
         "_health_check_interval", "_fast_reader",
         "_loop", "_thread", "_runner", "_conn", "_frames", "_flush_scheduled", "_connected",
         "_attempt_waiters", "_last_error", "_ever_connected", "_closing",
-        "_outbox", "_pending", "_self_order", "_g_channel", "_g_data", "_g_keys", "_g_count",
+        "_outbox", "_pending", "_self_order",
         "_await_self", "_names", "_last_rx",
         "_reconnects", "_decode_errors", "_received", "_redis_published", "_redis_subscriptions",
         "_errors",
@@ -342,7 +361,6 @@ class RedisPubSub(_pubsub.PubSub):
         self._outbox: List[bytes] = []
         self._pending: Deque[_Entry] = collections.deque()
         self._self_order = _SELF_NONE
-        self._reset_group()
         self._await_self: Optional[_Entry] = None
         self._names: Dict[bytes, str] = {}
         self._last_rx = 0.0
@@ -555,12 +573,6 @@ class RedisPubSub(_pubsub.PubSub):
         out, self._outbox = self._outbox, []
         frames.write(out)
 
-    def _reset_group(self) -> None:
-        self._g_channel: Optional[bytes] = None
-        self._g_data: Optional[bytes] = None
-        self._g_keys: Any = None
-        self._g_count = 0
-
     # ------------------------------------------------------------------ connection life
 
     def _start(self) -> None:
@@ -709,7 +721,6 @@ class RedisPubSub(_pubsub.PubSub):
         """Subscribe to what is local, then read until the connection fails."""
         self._outbox = []
         self._pending = collections.deque()
-        self._reset_group()
         self._await_self = None
         self._conn = conn
         self._frames = frames
@@ -767,71 +778,85 @@ class RedisPubSub(_pubsub.PubSub):
                 raise ConnectionError(f"Redis at {self._shown_url} did not answer a PING within {interval}s")
 
     async def _read_loop(self, frames: _FrameReader) -> None:
+        # The hot path: everything it needs is in local variables.
         loop = asyncio.get_running_loop()
+        read = frames.read
         publish_local_nowait = self.publish_local_nowait
         decode = self._decode
         names = self._names
+        # The last message delivered since the last reply or confirmation: one PUBLISH
+        # reaches this connection once per matching subscription (the channel and each
+        # pattern), back to back, and only the first copy is delivered.
+        g_channel: Optional[bytes] = None
+        g_data: Optional[bytes] = None
+        g_keys: List[Optional[bytes]] = []
+        g_count = 0
         while True:
-            batch = await frames.read()
+            batch = await read()
             self._last_rx = loop.time()
+            received = 0
             for frame in batch:
-                if isinstance(frame, list):
-                    kind = frame[0]
-                    if kind == b"message":
-                        key, channel, data = None, frame[1], frame[2]
-                    elif kind == b"pmessage":
-                        key, channel, data = frame[1], frame[2], frame[3]
-                    else:
-                        self._on_control(frame)
-                        continue
-                    # One PUBLISH reaches this connection once per matching subscription
-                    # (channel + each pattern), back to back: deliver the first copy only.
-                    if channel == self._g_channel and key not in self._g_keys and data == self._g_data:
-                        self._g_keys.append(key)
-                        continue
-                    name = names.get(channel)
-                    if name is None:
-                        if len(names) > 4096:
-                            names.clear()
-                        name = names[channel] = channel.decode("utf-8", "surrogateescape")
-                    self._received += 1
-                    try:
-                        msg = decode(data)
-                    except Exception as exc:  # noqa: BLE001 - a bad message must not stop the bridge
-                        self._decode_errors += 1
-                        n = 0
-                        if self._decode_errors <= 10 or self._decode_errors % 1000 == 0:
-                            log.warning("cannot decode a message on %r with the %s codec (%d so far): %r",
-                                        name, self._codec_name, self._decode_errors, exc)
-                    else:
-                        try:
-                            n = publish_local_nowait(name, msg)
-                        except asyncio.QueueFull:  # a subscriber with overflow="block" is full
-                            n = await self.publish_local(name, msg)
-                        except RuntimeError:
-                            if self.closed:
-                                return
-                            raise
-                    self._g_channel, self._g_data, self._g_keys, self._g_count = channel, data, [key], n
-                    own = self._await_self
-                    if own is not None:
-                        self._await_self = None
-                        own.resolve(n if (own.channel == channel and own.data == data) else 0)
+                if not isinstance(frame, list):
+                    self._on_reply(frame, g_channel, g_data, g_count)
+                    g_channel = g_data = None
+                    continue
+                kind = frame[0]
+                if kind == b"message":
+                    key, channel, data = None, frame[1], frame[2]
+                elif kind == b"pmessage":
+                    key, channel, data = frame[1], frame[2], frame[3]
                 else:
-                    self._on_reply(frame)
+                    if self._on_control(frame):
+                        g_channel = g_data = None
+                    continue
+                if channel == g_channel and key not in g_keys and data == g_data:
+                    g_keys.append(key)
+                    continue
+                name = names.get(channel)
+                if name is None:
+                    if len(names) > 4096:
+                        names.clear()
+                    name = names[channel] = channel.decode("utf-8", "surrogateescape")
+                received += 1
+                try:
+                    msg = decode(data)
+                except Exception as exc:  # noqa: BLE001 - a bad message must not stop the bridge
+                    n = 0
+                    self._decode_error(name, exc)
+                else:
+                    try:
+                        n = publish_local_nowait(name, msg)
+                    except asyncio.QueueFull:  # a subscriber with overflow="block" is full
+                        n = await self.publish_local(name, msg)
+                    except RuntimeError:
+                        if self.closed:
+                            return
+                        raise
+                g_channel, g_data, g_keys, g_count = channel, data, [key], n
+                own = self._await_self
+                if own is not None:
+                    self._await_self = None
+                    own.resolve(n if (own.channel == channel and own.data == data) else 0)
+            self._received += received
 
-    def _on_control(self, frame: List[Any]) -> None:
-        """A confirmation of (p)(un)subscribe, or another kind of push (ignored)."""
+    def _decode_error(self, name: str, exc: Exception) -> None:
+        self._decode_errors += 1
+        if self._decode_errors <= 10 or self._decode_errors % 1000 == 0:
+            log.warning("cannot decode a message on %r with the %s codec (%d so far): %r",
+                        name, self._codec_name, self._decode_errors, exc)
+
+    def _on_control(self, frame: List[Any]) -> bool:
+        """A confirmation of (p)(un)subscribe (True), or another kind of push (ignored)."""
         kind = bytes(frame[0])
         if kind not in (b"subscribe", b"unsubscribe", b"psubscribe", b"punsubscribe"):
-            return
+            return False
         self._settle_self()
-        self._reset_group()
         if len(frame) > 2 and isinstance(frame[2], int):
             self._redis_subscriptions = frame[2]
         if not self._pending or self._pending[0].kind != _SUB:
             raise ConnectionError(f"out of step with Redis: unexpected {kind.decode()} confirmation")
         self._pending.popleft()
+        return True
 
     def _settle_self(self) -> None:
         own = self._await_self
@@ -839,7 +864,8 @@ class RedisPubSub(_pubsub.PubSub):
             self._await_self = None
             own.resolve(0)
 
-    def _on_reply(self, frame: Any) -> None:
+    def _on_reply(self, frame: Any, g_channel: Optional[bytes], g_data: Optional[bytes], g_count: int) -> None:
+        """A reply; g_* describe the message delivered just before it, if any."""
         self._settle_self()
         if not self._pending:
             raise ConnectionError(f"out of step with Redis: unexpected reply {frame!r}")
@@ -857,12 +883,11 @@ class RedisPubSub(_pubsub.PubSub):
             if order == _SELF_AFTER:
                 if entry.fut is not None:
                     self._await_self = entry
-            elif order == _SELF_BEFORE and self._g_channel == entry.channel and self._g_data == entry.data:
-                entry.resolve(self._g_count)
+            elif order == _SELF_BEFORE and g_channel == entry.channel and g_data == entry.data:
+                entry.resolve(g_count)
             else:
                 entry.resolve(0)
         elif entry.kind == _PING:
             entry.resolve(None)
         else:
             raise ConnectionError(f"out of step with Redis: reply {frame!r} to a subscribe")
-        self._reset_group()
