@@ -36,7 +36,7 @@ _json_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 def _json_encode(obj: Any) -> bytes:
-    return _json_encoder.encode(obj).encode("utf-8", "surrogatepass")
+    return _json_encoder.encode(obj).encode()
 
 
 def _pickle_encode(obj: Any) -> bytes:
