@@ -4,7 +4,7 @@ PYTHON      ?= $(shell command -v python3.11 || command -v python3)
 PYTHON313   ?= $(shell pyenv prefix 3.13 2>/dev/null)/bin/python3
 VENV        ?= .venv
 PY          := $(VENV)/bin/python
-APT_PKGS    := build-essential pkg-config libuv1-dev redis-server chromium chromium-driver
+APT_PKGS    := build-essential pkg-config libuv1-dev redis-server chromium chromium-driver wrk
 PYTEST_ARGS ?=
 
 export PIP_DISABLE_PIP_VERSION_CHECK=1

@@ -96,7 +96,10 @@ async def load(url: str, n: int, messages: int, rounds: int) -> Dict[str, Any]:
     gate = asyncio.Semaphore(100)  # connections being opened at once
     clients = [asyncio.ensure_future(subscriber(gate)) for _ in range(n)]
     results: Dict[str, Any] = {"rounds": []}
-    async with aiohttp.ClientSession() as http:
+    # A fan-out to thousands of clients can outlast uvicorn's 5 s keep-alive: drop idle
+    # connections first, so a mutation never races the server closing its connection.
+    connector = aiohttp.TCPConnector(keepalive_timeout=1.0)
+    async with aiohttp.ClientSession(connector=connector) as http:
         await asyncio.wait_for(ready.wait(), 300)
         # Every WebSocket subscription is registered in the broker before the first message.
         while True:

@@ -31,7 +31,16 @@ uvc_state *uvc_state_from_type(PyTypeObject *tp)
 
 int uvc_add_type(PyObject *m, PyType_Spec *spec, PyObject *bases, PyTypeObject **slot)
 {
+    /* Python 3.9 takes only a tuple of bases; 3.10+ also a single type. */
+    PyObject *tuple = NULL;
+    if (bases != NULL && !PyTuple_Check(bases)) {
+        if ((tuple = PyTuple_Pack(1, bases)) == NULL) {
+            return -1;
+        }
+        bases = tuple;
+    }
     PyObject *tp = PyType_FromModuleAndSpec(m, spec, bases);
+    Py_XDECREF(tuple);
     if (tp == NULL) {
         return -1;
     }
@@ -61,8 +70,12 @@ static PyObject *import_attr(const char *module, const char *name)
     X(kwnames_loop_name_ctx) X(str_call_exception_handler)                                \
     X(QueueType) X(LifoQueueType) X(PriorityQueueType) X(QueueEmpty) X(QueueFull)         \
     X(QueueShutDown) X(PubSubType) X(SubscriptionType) X(SubscriberOverflow)              \
+    X(QueueAwaitableType) X(queue_cache)                                                   \
     X(PubSubChannelType) X(PubSubReadyType) X(PubSubWaitType)                              \
-    X(StreamTransportType) X(ServerType)
+    X(StreamTransportType) X(ServerType) X(stream_read_buffer) X(BufferedProtocol)         \
+    X(str_data_received) X(str_eof_received) X(str_get_buffer) X(str_buffer_updated)       \
+    X(str_connection_made) X(str_connection_lost) X(str_pause_writing) X(str_resume_writing) \
+    X(UDPTransportType) X(ProcessType)
 
 static int uvc_module_traverse(PyObject *m, visitproc visit, void *arg)
 {
@@ -98,7 +111,8 @@ static int uvc_module_exec(PyObject *m)
     }
     if (uvc_handle_module_init(m, st) < 0 || uvc_loop_module_init(m, st) < 0 ||
         uvc_queue_module_init(m, st) < 0 || uvc_pubsub_module_init(m, st) < 0 ||
-        uvc_stream_module_init(m, st) < 0) {
+        uvc_stream_module_init(m, st) < 0 || uvc_udp_module_init(m, st) < 0 ||
+        uvc_process_module_init(m, st) < 0) {
         return -1;
     }
     if (PyModule_AddStringConstant(m, "libuv_version", uv_version_string()) < 0) {

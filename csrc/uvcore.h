@@ -78,6 +78,8 @@ typedef struct {
     PyObject *QueueEmpty;
     PyObject *QueueFull;
     PyObject *QueueShutDown;
+    PyTypeObject *QueueAwaitableType; /* what put()/get()/join() return */
+    PyObject *queue_cache;           /* tuple: deque and heapq callables, interned names */
     void *queue_extra;               /* reserved for queue.c's own needs */
 
     /* pubsub.c */
@@ -91,8 +93,22 @@ typedef struct {
 
     /* stream.c, tcp.c, unix.c, server.c (issue 3) */
     PyTypeObject *StreamTransportType;
-    PyTypeObject *ServerType;
-    void *stream_extra;
+    PyTypeObject *ServerType;        /* server.c's Listener (one listening socket) */
+    void *stream_extra;              /* UvcLink *: registry of open transports/listeners */
+    PyObject *stream_read_buffer;    /* bytearray every plain-Protocol read goes through */
+    PyObject *BufferedProtocol;      /* asyncio.BufferedProtocol */
+    PyObject *str_data_received;
+    PyObject *str_eof_received;
+    PyObject *str_get_buffer;
+    PyObject *str_buffer_updated;
+    PyObject *str_connection_made;
+    PyObject *str_connection_lost;
+    PyObject *str_pause_writing;
+    PyObject *str_resume_writing;
+
+    /* udp.c, process.c (issue 8) */
+    PyTypeObject *UDPTransportType;
+    PyTypeObject *ProcessType;
 } uvc_state;
 
 extern PyModuleDef uvc_module_def;
@@ -110,6 +126,8 @@ int uvc_handle_module_init(PyObject *m, uvc_state *st);   /* handle.c */
 int uvc_queue_module_init(PyObject *m, uvc_state *st);    /* queue.c */
 int uvc_pubsub_module_init(PyObject *m, uvc_state *st);   /* pubsub.c */
 int uvc_stream_module_init(PyObject *m, uvc_state *st);   /* stream.c and friends */
+int uvc_udp_module_init(PyObject *m, uvc_state *st);      /* udp.c */
+int uvc_process_module_init(PyObject *m, uvc_state *st);  /* process.c */
 
 /* Add a heap type made from spec to the module; stores it in *slot (a new reference). */
 int uvc_add_type(PyObject *m, PyType_Spec *spec, PyObject *bases, PyTypeObject **slot);

@@ -91,7 +91,7 @@ class LabServer:
     def subscribers(self) -> int:
         return int(self.stats()["pubsub"]["subscribers"])
 
-    def wait_for_subscribers(self, count: int, timeout: float = 10.0) -> None:
+    def wait_for_subscribers(self, count: int, timeout: float = 30.0) -> None:
         """Wait until the broker has exactly `count` subscribers (polled through /stats)."""
         deadline = time.monotonic() + timeout
         while True:

@@ -24,6 +24,8 @@ from asyncio import events, futures, tasks
 
 from . import _uvcore
 from ._net import NetworkMixin
+from ._subprocess import SubprocessMixin
+from ._udp import DatagramMixin, LiveHandlesMixin
 
 __all__ = ["Loop", "new_event_loop", "run", "EventLoopPolicy", "install"]
 
@@ -42,7 +44,7 @@ def _fd_of(sock):
     return sock if isinstance(sock, int) else sock.fileno()
 
 
-class Loop(_uvcore.Loop, NetworkMixin, asyncio.AbstractEventLoop):
+class Loop(LiveHandlesMixin, _uvcore.Loop, NetworkMixin, DatagramMixin, SubprocessMixin, asyncio.AbstractEventLoop):
     """An asyncio event loop on libuv. Create it with uvcore.new_event_loop()."""
 
     def __init__(self):
