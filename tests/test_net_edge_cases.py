@@ -78,11 +78,16 @@ def _fds():
 # ---- write() owns what it was given -------------------------------------------------------
 
 
-@pytest.mark.parametrize("loop_name", LOOPS)
+@pytest.mark.parametrize("loop_name", [
+    pytest.param("asyncio", marks=pytest.mark.skipif(
+        sys.version_info >= (3, 12),
+        reason="asyncio 3.12+ queues a view of the caller's buffer instead of a copy")),
+    *LOOPS[1:],
+])
 @pytest.mark.parametrize("wrap", ["bytearray", "memoryview", "writelines"])
 def test_buffer_mutated_after_write_is_sent_as_it_was(loop_name, wrap):
-    """8 MiB cannot leave at once, so the transport keeps it: it must keep a copy, not a view
-    of the caller's mutable buffer."""
+    """8 MiB cannot leave at once, so the transport keeps it: uvcore keeps a copy, not a view
+    of the caller's mutable buffer (as asyncio did up to 3.11)."""
 
     async def main():
         server, transport, _, peer = await connected_pair()
