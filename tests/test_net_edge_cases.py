@@ -3,7 +3,7 @@ each expectation is asyncio's own behaviour: buffers mutated right after write()
 BufferedProtocol buffers, 400 simultaneous clients, cancelled connects, peer resets, STARTTLS
 on streams, abstract Unix sockets, sendfile with offset/count, drain under back-pressure.
 
-Scenarios that used to crash the process run in a child process (see NET_FINDINGS.md).
+Scenarios that used to crash the process (NET_FINDINGS.md F2) run in a child process.
 """
 import asyncio
 import os
@@ -196,13 +196,7 @@ _GET_BUFFER_FAILURE = textwrap.dedent(
 
 
 @pytest.mark.parametrize("how", ["empty", "raises"])
-@pytest.mark.parametrize("loop_name", [
-    "asyncio",
-    pytest.param("uvcore", marks=[
-        pytest.mark.skipif(not HAS_TRANSPORTS, reason="uvcore.Loop has no stream transports yet (issue 3)"),
-        pytest.mark.xfail(reason="NET_FINDINGS F2: segfault when get_buffer() fails", strict=False),
-    ]),
-])
+@pytest.mark.parametrize("loop_name", LOOPS)
 def test_buffered_get_buffer_failure_is_a_fatal_error_not_a_crash(loop_name, how):
     proc = subprocess.run([sys.executable, "-c", _GET_BUFFER_FAILURE, loop_name, how],
                           capture_output=True, text=True, timeout=60)
