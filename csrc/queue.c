@@ -50,13 +50,12 @@ enum { UVC_QUEUE_FIFO, UVC_QUEUE_LIFO, UVC_QUEUE_PRIO };
 #define UVC_QUEUE_FREELIST_MAX 256
 typedef struct UvcQueueOp UvcQueueOp;
 typedef struct {
-    PyTypeObject *deque_type;  /* collections.deque (borrowed from queue_cache) */
+    PyTypeObject *deque_type;  /* collections.deque (a static type: never freed) */
     PyCFunction deque_append;  /* deque.append's C function (METH_O), or NULL */
     PyCFunction deque_popleft; /* deque.popleft's (METH_NOARGS), or NULL */
     int nfree;
     UvcQueueOp *freelist[UVC_QUEUE_FREELIST_MAX];
 } uvc_queue_extra;
-
 
 typedef struct {
     PyObject_HEAD
@@ -103,7 +102,7 @@ static inline int uvc_queue_check_init(UvcQueue *q)
 {
     if (q->queue == NULL) {
         PyErr_Format(PyExc_AttributeError, "'%s' object has no attribute '_queue'",
-                     Py_TYPE(q)->tp_name);
+                     _PyType_Name(Py_TYPE(q)));
         return -1;
     }
     return 0;
@@ -683,7 +682,7 @@ static inline PySendResult uvc_queue_op_fast(UvcQueueOp *op, PyObject **result)
     UvcQueue *q = op->queue;
     uvc_queue_extra *x = q->x;
     PyObject *c = q->queue;
-    if (q->custom || c == NULL || !Py_IS_TYPE(c, x->deque_type)) {
+    if (q->kind != UVC_QUEUE_FIFO || q->custom || c == NULL || !Py_IS_TYPE(c, x->deque_type)) {
         return PYGEN_NEXT;
     }
     if (op->kind == OP_PUT) {
@@ -740,6 +739,25 @@ static PySendResult uvc_queue_op_send_impl(UvcQueueOp *op, PyObject **result)
     op->running = 1;
     PySendResult r = uvc_queue_op_step(op, result);
     op->running = 0;
+    if (r == PYGEN_ERROR && PyErr_ExceptionMatches(PyExc_StopIteration)) {
+        /* A StopIteration out of a hook (_get, __lt__...) must not pass for our return
+         * value: as PEP 479 does for coroutines, it becomes a RuntimeError. */
+        PyObject *et, *ev, *etb;
+        PyErr_Fetch(&et, &ev, &etb);
+        PyErr_NormalizeException(&et, &ev, &etb);
+        if (etb != NULL) {
+            PyException_SetTraceback(ev, etb);
+        }
+        PyErr_SetString(PyExc_RuntimeError, "queue operation raised StopIteration");
+        PyObject *t2, *v2, *tb2;
+        PyErr_Fetch(&t2, &v2, &tb2);
+        PyErr_NormalizeException(&t2, &v2, &tb2);
+        PyException_SetCause(v2, Py_NewRef(ev));
+        PyException_SetContext(v2, ev); /* steals ev */
+        Py_XDECREF(et);
+        Py_XDECREF(etb);
+        PyErr_Restore(t2, v2, tb2);
+    }
     return r;
 }
 
@@ -1109,14 +1127,33 @@ static PyObject *uvc_queue_tp_new(PyTypeObject *tp, PyObject *args, PyObject *kw
 
 static int uvc_queue_tp_init(PyObject *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"maxsize", NULL};
     UvcQueue *q = (UvcQueue *)self;
     uvc_state *st = q->st;
     PyObject *maxsize = NULL, *getters = NULL, *putters = NULL, *joiners = NULL;
     Py_ssize_t capacity;
+#if PY_VERSION_HEX < 0x030A0000
+    /* Python 3.9's asyncio.Queue still takes a (deprecated) loop: bind to it as it does.
+     * Without one we bind at the first wait, as 3.10+ does, not to get_event_loop(). */
+    static char *kwlist[] = {"maxsize", "loop", NULL};
+    PyObject *loop = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|O$O:Queue", kwlist, &maxsize, &loop)) {
+        return -1;
+    }
+    if (loop != Py_None) {
+        if (PyErr_WarnEx(PyExc_DeprecationWarning,
+                         "The loop argument is deprecated since Python 3.8, "
+                         "and scheduled for removal in Python 3.10.",
+                         1) < 0) {
+            return -1;
+        }
+        Py_XSETREF(q->loop, Py_NewRef(loop));
+    }
+#else
+    static char *kwlist[] = {"maxsize", NULL};
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|O:Queue", kwlist, &maxsize)) {
         return -1;
     }
+#endif
     if (maxsize == NULL) {
         maxsize = PyLong_FromLong(0);
     } else {
@@ -1370,7 +1407,7 @@ static void uvc_queue_append_format(PyObject **acc, const char *fmt, ...)
 static PyObject *uvc_queue_format(PyObject *self, PyObject *unused)
 {
     UvcQueue *q = (UvcQueue *)self;
-    PyObject *s = PyUnicode_FromFormat("maxsize=%R", q->maxsize);
+    PyObject *s = PyUnicode_FromFormat("maxsize=%R", q->maxsize ? q->maxsize : Py_None);
     if (s != NULL && q->queue != NULL) {
         int nonempty = PyObject_IsTrue(q->queue);
         if (nonempty < 0) {
@@ -1427,7 +1464,8 @@ static PyObject *uvc_queue_str(PyObject *self) { return uvc_queue_repr_impl(self
 
 static PyObject *uvc_queue_get_maxsize(PyObject *self, void *closure)
 {
-    return Py_NewRef(((UvcQueue *)self)->maxsize);
+    PyObject *maxsize = ((UvcQueue *)self)->maxsize;
+    return Py_NewRef(maxsize != NULL ? maxsize : Py_None); /* NULL only after tp_clear */
 }
 
 static PyObject *uvc_queue_get_bound_loop(PyObject *self, void *closure)

@@ -2,6 +2,7 @@
 from another loop then raises RuntimeError, while operations that need not wait work
 anywhere (and without any loop)."""
 import asyncio
+import sys
 
 import pytest
 
@@ -54,3 +55,20 @@ def test_waiting_outside_a_loop_is_a_clear_error():
     op = uvcore.Queue().get()
     with pytest.raises(RuntimeError, match="no running event loop"):
         op.send(None)
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 10), reason="loop= exists only up to Python 3.9")
+def test_loop_argument_on_39_binds_with_a_deprecation_warning():
+    lp = asyncio.new_event_loop()
+    try:
+        with pytest.warns(DeprecationWarning):
+            q = uvcore.Queue(loop=lp)
+        assert q._loop is lp
+    finally:
+        lp.close()
+
+
+@pytest.mark.skipif(sys.version_info < (3, 10), reason="Python 3.9 still accepts loop=")
+def test_loop_argument_is_rejected_from_310():
+    with pytest.raises(TypeError):
+        uvcore.Queue(loop=None)

@@ -117,3 +117,29 @@ def test_reentrant_lt_cannot_corrupt_a_priority_queue():
             q.get_nowait()
         except (asyncio.QueueEmpty, RuntimeError, IndexError):
             break
+
+
+def test_stop_iteration_from_a_hook_is_a_runtime_error(run):
+    class Leaky(uvcore.Queue):
+        def _get(self):
+            raise StopIteration("not a return value")
+
+    async def main():
+        q = Leaky()
+        q.put_nowait(1)
+        with pytest.raises(RuntimeError, match="StopIteration"):
+            await q.get()
+
+    run(main())
+
+
+def test_a_lifo_queue_given_a_deque_still_pops_the_newest():
+    q = uvcore.LifoQueue()
+    q._queue = collections.deque()
+    for i in range(3):
+        q.put_nowait(i)
+
+    async def main():
+        return [await q.get() for _ in range(3)]
+
+    assert asyncio.run(main()) == [2, 1, 0]
