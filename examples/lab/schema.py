@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import re
 import time
+import uuid
 from collections import deque
 from typing import Any, AsyncGenerator, Deque, Dict, List, Optional
 
@@ -46,6 +47,9 @@ class Chat:
         self.pubsub = pubsub
         self._history: Dict[str, Deque[Dict[str, Any]]] = {}
         self._ids = itertools.count(1)
+        # Ids must stay unique when several servers share a chat through Redis (the page
+        # drops ids it has seen): each server numbers its messages under its own prefix.
+        self._node = uuid.uuid4().hex[:6]
 
     def rooms(self) -> List[str]:
         return sorted(self._history)
@@ -61,7 +65,7 @@ class Chat:
         if len(text) > MAX_TEXT:
             raise BadInput(f"messages are at most {MAX_TEXT} characters")
         message_data = {
-            "id": str(next(self._ids)),
+            "id": f"{self._node}-{next(self._ids)}",
             "room": room,
             "author": author,
             "text": text,

@@ -62,7 +62,27 @@ def pubsub_factory(redis_url: Optional[str]) -> Callable[[], Any]:
             "--redis is not yet available: this uvcore has no Redis backend "
             "(uvcore.PubSub.from_url). Run without --redis to use the in-memory broker."
         )
+    from_url(redis_url)  # a bad URL fails here, before anything starts (this does no I/O)
     return lambda: from_url(redis_url)
+
+
+def redis_unreachable(redis_url: str) -> Optional[str]:
+    """None when Redis at redis_url answers, otherwise why not: the server does not start
+    against a Redis it cannot reach (once serving, the broker reconnects by itself)."""
+    import uvcore
+
+    async def probe() -> None:
+        bus = uvcore.PubSub.from_url(redis_url)
+        try:
+            await bus.connect()
+        finally:
+            await bus.aclose()
+
+    try:
+        asyncio.run(probe())
+    except ConnectionError as exc:
+        return str(exc)
+    return None
 
 
 # -- the event loop -----------------------------------------------------------------------
@@ -137,9 +157,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s: %(name)s: %(message)s")
     try:
         make_pubsub = pubsub_factory(args.redis)
-    except (RuntimeError, ImportError) as exc:
+    except (RuntimeError, ImportError, ValueError) as exc:
         log.error("%s", exc)
         return 2
+    if args.redis:
+        reason = redis_unreachable(args.redis)
+        if reason is not None:
+            log.error("--redis: %s", reason)
+            return 2
     loop_name = args.loop
     shown_host = f"[{args.host}]" if ":" in args.host else args.host
     log.info(
