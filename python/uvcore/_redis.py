@@ -512,6 +512,8 @@ class RedisPubSub(_pubsub.PubSub):
             except RuntimeError:
                 return  # no loop yet: the first connection subscribes to all local names
             self._start()
+        if self._loop.is_closed():
+            return  # subscriptions collected after their loop ended: the connection is gone
         if self._thread != threading.get_ident():
             self._loop.call_soon_threadsafe(self._hook, command, name)
             return
