@@ -781,6 +781,7 @@ static void loop_close_uv(UvcLoop *self)
     if (self->uv == NULL) {
         return;
     }
+    uvc_stream_close_all(self); /* transports and servers (stream.c) */
     uvc_poll_close_all(self);
     loop_stop_signal_poll(self);
     uv_close((uv_handle_t *)self->timer, loop_free_handle_cb);

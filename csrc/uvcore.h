@@ -93,8 +93,18 @@ typedef struct {
 
     /* stream.c, tcp.c, unix.c, server.c (issue 3) */
     PyTypeObject *StreamTransportType;
-    PyTypeObject *ServerType;
-    void *stream_extra;
+    PyTypeObject *ServerType;        /* server.c's Listener (one listening socket) */
+    void *stream_extra;              /* UvcLink *: registry of open transports/listeners */
+    PyObject *stream_read_buffer;    /* bytearray every plain-Protocol read goes through */
+    PyObject *BufferedProtocol;      /* asyncio.BufferedProtocol */
+    PyObject *str_data_received;
+    PyObject *str_eof_received;
+    PyObject *str_get_buffer;
+    PyObject *str_buffer_updated;
+    PyObject *str_connection_made;
+    PyObject *str_connection_lost;
+    PyObject *str_pause_writing;
+    PyObject *str_resume_writing;
 
     /* udp.c, process.c (issue 8) */
     PyTypeObject *UDPTransportType;

@@ -2,9 +2,11 @@
 Debian's chromedriver. Two pages join one room; what one sends, the other shows live."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
+import urllib.request
 
 import pytest
 
@@ -74,6 +76,14 @@ def send(driver, text: str) -> None:
     driver.find_element(By.ID, "send").click()
 
 
+def post_message(lab, room: str, author: str, text: str) -> None:
+    query = "mutation($r: String!, $a: String!, $t: String!) { sendMessage(room: $r, author: $a, text: $t) { id } }"
+    body = json.dumps({"query": query, "variables": {"r": room, "a": author, "t": text}}).encode()
+    request = urllib.request.Request(lab.url + "/graphql", body, {"content-type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert "errors" not in json.loads(response.read())
+
+
 def wait_for_message(driver, author: str, text: str) -> None:
     def shown(d):
         for li in d.find_elements(By.CSS_SELECTOR, "#messages li.message"):
@@ -112,3 +122,16 @@ def test_closing_the_browser_unsubscribes(lab, browser):
     lab.wait_for_subscribers(1)
     browser.quit()
     lab.wait_for_subscribers(0)
+
+
+def test_page_reconnects_and_resubscribes_after_a_server_restart(browser):
+    with lab_server() as first:
+        port = first.port
+        open_page(browser, first, "erin", "restart")
+        first.wait_for_subscribers(1)
+    WebDriverWait(browser, TIMEOUT).until(lambda d: "online" != d.find_element(By.ID, "status").text)
+    with lab_server(port=port) as second:
+        WebDriverWait(browser, TIMEOUT).until(EC.text_to_be_present_in_element((By.ID, "status"), "online"))
+        second.wait_for_subscribers(1)  # the page subscribed again by itself
+        post_message(second, "restart", "frank", "welcome back")  # from another client
+        wait_for_message(browser, "frank", "welcome back")

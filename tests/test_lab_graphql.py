@@ -144,3 +144,22 @@ def test_client_disconnect_returns_broker_subscriber_count_to_zero(lab, protocol
 
     run(scenario())
     assert lab.stats()["pubsub"]["subscribers"] == 0
+
+
+def test_connection_lost_without_close_frame_unsubscribes(lab):
+    """A client that vanishes (TCP reset, no WebSocket close) still leaves the broker."""
+    import json
+
+    import websockets
+
+    async def scenario():
+        ws = await websockets.connect(lab.ws_url, subprotocols=[TRANSPORT_WS])
+        await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        query = 'subscription { messageAdded(room: "vanish") { id } }'
+        await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query}}))
+        await asyncio.to_thread(lab.wait_for_subscribers, 1)
+        ws.transport.abort()
+        await asyncio.to_thread(lab.wait_for_subscribers, 0)
+
+    run(scenario())

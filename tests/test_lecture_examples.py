@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import uvcore
 
 from examples.lab.server import uvcore_cannot_serve  # noqa: E402
 
@@ -36,8 +35,6 @@ def test_every_lecture_script_is_tested():
 
 
 def missing(needs, loop: str):
-    if "queue" in needs and not hasattr(uvcore, "Queue"):
-        return "uvcore.Queue is not in this build yet"
     if "tcp" in needs and loop == "uvcore" and _TCP_REASON:
         return _TCP_REASON
     return None

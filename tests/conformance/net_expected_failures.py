@@ -9,8 +9,6 @@ EXPECTED_FAILURES: dict = {
     # Not part of issue 3: pipes and UDP arrive with issue 8 (then these XPASS: remove them).
     "test_streams.StreamTests.test_read_all_from_pipe_reader":
         "needs loop.connect_read_pipe (pipes: issue 8)",
-    "test_sendfile.LoopSendfileTests.test_sendfile_not_supported":
-        "needs loop.create_datagram_endpoint (UDP: issue 8)",
 }
 
 # Tests whose outcome depends on timing on a loaded 2-core machine, on any loop: either

@@ -1,0 +1,147 @@
+"""TLS on uvcore transports (asyncio's SSLProtocol over the C stream transport):
+create_server(ssl=), create_connection(ssl=), start_tls on both sides, handshake timeout,
+TLS over Unix sockets, extra info."""
+import asyncio
+import ssl
+
+import pytest
+from test.test_asyncio import utils as aio_test_utils
+
+TIMEOUT = 15
+
+
+def run(loop, coro):
+    return loop.run_until_complete(asyncio.wait_for(coro, TIMEOUT))
+
+
+@pytest.fixture
+def contexts():
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(aio_test_utils.ONLYCERT, aio_test_utils.ONLYKEY)
+    client = ssl.create_default_context(cafile=aio_test_utils.ONLYCERT)
+    return server, client
+
+
+async def echo_handler(reader, writer):
+    while data := await reader.read(65536):
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+
+
+def test_tls_echo_over_tcp(loop, contexts):
+    server_ctx, client_ctx = contexts
+
+    async def main():
+        server = await asyncio.start_server(echo_handler, "127.0.0.1", 0, ssl=server_ctx)
+        port = server.sockets[0].getsockname()[1]
+        r, w = await asyncio.open_connection("127.0.0.1", port, ssl=client_ctx,
+                                             server_hostname="localhost")
+        payload = bytes(range(256)) * 4000  # 1 MB: many TLS records, flow control
+        w.write(payload)
+        got = await r.readexactly(len(payload))
+        assert got == payload
+        assert w.get_extra_info("ssl_object") is not None
+        assert w.get_extra_info("peercert")["subject"]
+        assert w.get_extra_info("peername")[1] == port
+        assert w.get_extra_info("cipher") is not None
+        w.close()
+        await w.wait_closed()
+        server.close()
+        await server.wait_closed()
+
+    run(loop, main())
+
+
+def test_tls_with_untrusted_certificate_fails(loop, contexts):
+    server_ctx, _ = contexts
+
+    async def main():
+        server = await asyncio.start_server(echo_handler, "127.0.0.1", 0, ssl=server_ctx)
+        port = server.sockets[0].getsockname()[1]
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await asyncio.open_connection("127.0.0.1", port, ssl=ssl.create_default_context(),
+                                          server_hostname="localhost")
+        server.close()
+        await server.wait_closed()
+
+    run(loop, main())
+
+
+def test_handshake_timeout(loop, contexts):
+    _, client_ctx = contexts
+
+    async def main():
+        # a plain TCP server that never answers the handshake
+        server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        with pytest.raises((ConnectionAbortedError, asyncio.TimeoutError)):
+            await loop.create_connection(asyncio.Protocol, "127.0.0.1", port, ssl=client_ctx,
+                                         server_hostname="localhost", ssl_handshake_timeout=0.2)
+        server.close()
+        await server.wait_closed()
+
+    run(loop, main())
+
+
+def test_start_tls_upgrades_both_sides(loop, contexts):
+    server_ctx, client_ctx = contexts
+
+    async def handler(reader, writer):
+        assert await reader.readline() == b"STARTTLS\n"
+        writer.write(b"OK\n")
+        await writer.drain()
+        await writer.start_tls(server_ctx)
+        line = await reader.readline()
+        writer.write(b"secure:" + line)
+        await writer.drain()
+        writer.close()
+
+    async def main():
+        server = await asyncio.start_server(handler, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        w.write(b"STARTTLS\n")
+        assert await r.readline() == b"OK\n"
+        await w.start_tls(client_ctx, server_hostname="localhost")
+        assert w.get_extra_info("ssl_object") is not None
+        w.write(b"hello\n")
+        assert await r.readline() == b"secure:hello\n"
+        w.close()
+        server.close()
+        await server.wait_closed()
+
+    run(loop, main())
+
+
+def test_start_tls_argument_checks(loop, contexts):
+    async def main():
+        server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        tr, pr = await loop.create_connection(asyncio.Protocol, "127.0.0.1", port)
+        with pytest.raises(TypeError, match="SSLContext"):
+            await loop.start_tls(tr, pr, object())
+        with pytest.raises(TypeError, match="not supported by start_tls"):
+            await loop.start_tls(object(), pr, contexts[1])
+        tr.close()
+        server.close()
+        await server.wait_closed()
+
+    run(loop, main())
+
+
+def test_tls_over_unix_socket(loop, contexts, tmp_path):
+    server_ctx, client_ctx = contexts
+    path = str(tmp_path / "tls.sock")
+
+    async def main():
+        server = await asyncio.start_unix_server(echo_handler, path, ssl=server_ctx)
+        r, w = await asyncio.open_unix_connection(path, ssl=client_ctx, server_hostname="localhost")
+        w.write(b"over unix")
+        assert await r.readexactly(9) == b"over unix"
+        w.close()
+        await w.wait_closed()
+        server.close()
+        await server.wait_closed()
+
+    run(loop, main())
