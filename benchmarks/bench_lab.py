@@ -222,8 +222,6 @@ def main() -> None:
     parser.add_argument("--no-save", action="store_true", help="print only; leave results.json and the chart alone")
     args = parser.parse_args()
     raise_fd_limit()
-    from examples.lab.server import uvcore_cannot_serve
-
     sizes = [int(s) for s in args.sizes.split(",")]
     results: Dict[str, Any] = {
         "workload": "N graphql-transport-ws subscribers, one mutation at a time fanned out to all",
@@ -234,11 +232,6 @@ def main() -> None:
         "cpus": os.cpu_count(),
     }
     for loop in args.loops.split(","):
-        reason: Optional[str] = uvcore_cannot_serve() if loop == "uvcore" else None
-        if reason:
-            print(f"{loop}: skipped - {reason}", flush=True)
-            results["loops"][loop] = {"skipped": reason}
-            continue
         cases = []
         for n in sizes:
             case = run_case(loop, n, args.rounds, args.messages)
@@ -255,8 +248,6 @@ def main() -> None:
             ratio = case["deliveries_per_s"] / base[case["n"]]["deliveries_per_s"] if case["n"] in base else float("nan")
             print(f"{loop:>8} {case['n']:>6} {case['deliveries_per_s']:>13,.0f} {ratio:>9.2f}x "
                   f"{case['p50_ms']:>8.1f} {case['p99_ms']:>8.1f}")
-        if "skipped" in entry:
-            print(f"{loop:>8}  skipped: {entry['skipped']}")
     if not args.no_save:
         save(results, HERE / "results.json")
         chart(results, HERE / "lab.png")

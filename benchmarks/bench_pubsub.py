@@ -1,7 +1,10 @@
 """PubSub fan-out benchmark: 1,000 messages to 1 / 100 / 1,000 / 10,000 subscribers, each
 subscriber a task doing `async for`. Compares uvcore.PubSub with the lecture's asyncio.Queue
 PubSubManager (benchmarks/lecture_pubsub.py) and broadcaster's memory backend, on asyncio's
-loop, uvloop and uvcore's loop (when uvcore.new_event_loop exists).
+loop, uvloop and uvcore's loop (when uvcore.new_event_loop exists). Two modes: "burst" (the
+publisher sends all messages back to back, subscribers drain their buffers) and "paced" (the
+publisher yields to the loop after each message, so every message wakes every subscriber
+task; up to --paced-max-subs subscribers).
 
 Reports deliveries/s (median of --rounds runs), and from one extra run under tracemalloc the
 memory per subscriber while idle (its task waiting in `async for`, task included) and at the
@@ -38,7 +41,7 @@ async def _all_done(counter, n_subs, done):
         done.set_result(None)
 
 
-async def setup_uvcore(n_subs, n_msgs, done):
+async def setup_uvcore(n_subs, n_msgs, done, paced):
     bus = uvcore.PubSub()
     counter = [0]
 
@@ -56,6 +59,8 @@ async def setup_uvcore(n_subs, n_msgs, done):
     async def publish():
         for i in range(n_msgs):
             await bus.publish(CHANNEL, {"id": i, "text": "hello"})
+            if paced:
+                await asyncio.sleep(0)
 
     async def cleanup():
         await asyncio.gather(*tasks)
@@ -64,7 +69,7 @@ async def setup_uvcore(n_subs, n_msgs, done):
     return publish, cleanup
 
 
-async def setup_lecture(n_subs, n_msgs, done):
+async def setup_lecture(n_subs, n_msgs, done, paced):
     manager = PubSubManager()
     counter = [0]
 
@@ -83,6 +88,8 @@ async def setup_lecture(n_subs, n_msgs, done):
     async def publish():
         for i in range(n_msgs):
             await manager.publish(CHANNEL, {"id": i, "text": "hello"})
+            if paced:
+                await asyncio.sleep(0)
 
     async def cleanup():
         await asyncio.gather(*tasks)
@@ -90,7 +97,7 @@ async def setup_lecture(n_subs, n_msgs, done):
     return publish, cleanup
 
 
-async def setup_broadcaster(n_subs, n_msgs, done):
+async def setup_broadcaster(n_subs, n_msgs, done, paced):
     from broadcaster import Broadcast
 
     broadcast = Broadcast("memory://")
@@ -115,6 +122,8 @@ async def setup_broadcaster(n_subs, n_msgs, done):
     async def publish():
         for i in range(n_msgs):
             await broadcast.publish(CHANNEL, {"id": i, "text": "hello"})
+            if paced:
+                await asyncio.sleep(0)
 
     async def cleanup():
         await asyncio.gather(*tasks)
@@ -141,14 +150,14 @@ def loop_factories():
 
 # ---------------------------------------------------------------- measurement
 
-async def one_round(setup, n_subs, n_msgs, trace_memory):
+async def one_round(setup, n_subs, n_msgs, paced, trace_memory):
     done = asyncio.get_running_loop().create_future()
     gc.collect()
     if trace_memory:
         tracemalloc.start()
         base, _ = tracemalloc.get_traced_memory()
         tracemalloc.reset_peak()
-    publish, cleanup = await setup(n_subs, n_msgs, done)
+    publish, cleanup = await setup(n_subs, n_msgs, done, paced)
     idle = None
     if trace_memory:
         idle = tracemalloc.get_traced_memory()[0] - base
@@ -165,24 +174,32 @@ async def one_round(setup, n_subs, n_msgs, trace_memory):
     return elapsed, (peak, idle)
 
 
-def run_case(loop_factory, setup, n_subs, n_msgs, rounds):
+def run_cases(loop_factory, setups, n_subs, n_msgs, paced, rounds):
+    """Rounds interleave the brokers, so a noisy machine slows them all alike."""
+    times = {name: [] for name in setups}
+    memory = {}
     loop = loop_factory()
     try:
-        times = []
         for _ in range(rounds):
-            elapsed, _ = loop.run_until_complete(one_round(setup, n_subs, n_msgs, False))
-            times.append(elapsed)
-        _, (peak, idle) = loop.run_until_complete(one_round(setup, n_subs, n_msgs, True))
+            for name, setup in setups.items():
+                elapsed, _ = loop.run_until_complete(one_round(setup, n_subs, n_msgs, paced, False))
+                times[name].append(elapsed)
+        for name, setup in setups.items():
+            _, memory[name] = loop.run_until_complete(one_round(setup, n_subs, n_msgs, paced, True))
     finally:
         loop.close()
-    median = statistics.median(times)
-    return {
-        "deliveries_per_s": n_subs * n_msgs / median,
-        "median_s": median,
-        "rounds": rounds,
-        "peak_bytes_per_subscriber": peak / n_subs,
-        "idle_bytes_per_subscriber": idle / n_subs,
-    }
+    out = {}
+    for name in setups:
+        median = statistics.median(times[name])
+        peak, idle = memory[name]
+        out[name] = {
+            "deliveries_per_s": n_subs * n_msgs / median,
+            "median_s": median,
+            "rounds": rounds,
+            "peak_bytes_per_subscriber": peak / n_subs,
+            "idle_bytes_per_subscriber": idle / n_subs,
+        }
+    return out
 
 
 def main(argv=None):
@@ -192,6 +209,9 @@ def main(argv=None):
     ap.add_argument("--subs", default="1,100,1000,10000")
     ap.add_argument("--loops", default=None, help="comma list of asyncio,uvloop,uvcore")
     ap.add_argument("--brokers", default=None, help="comma list of " + ",".join(BROKERS))
+    ap.add_argument("--modes", default="burst,paced",
+                    help="burst: publish all messages back to back; paced: yield to the loop after each")
+    ap.add_argument("--paced-max-subs", type=int, default=1000)
     ap.add_argument("--quick", action="store_true", help="3 rounds, up to 1,000 subscribers")
     ap.add_argument("--no-save", action="store_true")
     args = ap.parse_args(argv)
@@ -208,27 +228,31 @@ def main(argv=None):
         brokers = {k: v for k, v in BROKERS.items() if k in args.brokers.split(",")}
 
     results = {}
-    for loop_name, factory in loops.items():
-        for n in subs:
-            for broker_name, setup in brokers.items():
-                r = run_case(factory, setup, n, args.messages, rounds)
-                results.setdefault(loop_name, {}).setdefault(str(n), {})[broker_name] = r
-                print(f"  {loop_name:8} {n:>6} subs  {broker_name:14} {r['deliveries_per_s']:>14,.0f} deliveries/s"
-                      f"  {r['idle_bytes_per_subscriber']:>8,.0f} B/sub idle"
-                      f"  {r['peak_bytes_per_subscriber']:>10,.0f} B/sub peak", flush=True)
+    for mode in args.modes.split(","):
+        for loop_name, factory in loops.items():
+            for n in subs:
+                if mode == "paced" and n > args.paced_max_subs:
+                    continue
+                by_broker = run_cases(factory, brokers, n, args.messages, mode == "paced", rounds)
+                results.setdefault(mode, {}).setdefault(loop_name, {})[str(n)] = by_broker
+                for broker_name, r in by_broker.items():
+                    print(f"  {mode:5} {loop_name:8} {n:>6} subs  {broker_name:14} {r['deliveries_per_s']:>14,.0f} deliveries/s"
+                          f"  {r['idle_bytes_per_subscriber']:>8,.0f} B/sub idle"
+                          f"  {r['peak_bytes_per_subscriber']:>10,.0f} B/sub peak", flush=True)
 
     print()
     print(f"Fan-out of {args.messages:,} messages; deliveries/s (median of {rounds}), "
           "peak traced memory per subscriber, ratio = uvcore.PubSub / other")
-    print("| loop | subs | broker | deliveries/s | idle B/sub | peak B/sub | uvcore.PubSub speedup |")
-    print("|" + "---|" * 7)
-    for loop_name, by_n in results.items():
-        for n, by_broker in by_n.items():
-            ours = by_broker.get("uvcore.PubSub")
-            for broker_name, r in by_broker.items():
-                ratio = ours["deliveries_per_s"] / r["deliveries_per_s"] if ours else float("nan")
-                print(f"| {loop_name} | {int(n):,} | {broker_name} | {r['deliveries_per_s']:,.0f} | "
-                      f"{r['idle_bytes_per_subscriber']:,.0f} | {r['peak_bytes_per_subscriber']:,.0f} | {ratio:.1f}x |")
+    print("| mode | loop | subs | broker | deliveries/s | idle B/sub | peak B/sub | uvcore.PubSub speedup |")
+    print("|" + "---|" * 8)
+    for mode, by_loop in results.items():
+        for loop_name, by_n in by_loop.items():
+            for n, by_broker in by_n.items():
+                ours = by_broker.get("uvcore.PubSub")
+                for broker_name, r in by_broker.items():
+                    ratio = ours["deliveries_per_s"] / r["deliveries_per_s"] if ours else float("nan")
+                    print(f"| {mode} | {loop_name} | {int(n):,} | {broker_name} | {r['deliveries_per_s']:,.0f} | "
+                          f"{r['idle_bytes_per_subscriber']:,.0f} | {r['peak_bytes_per_subscriber']:,.0f} | {ratio:.1f}x |")
 
     if not args.no_save:
         path = os.path.join(HERE, "results.json")

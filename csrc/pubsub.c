@@ -1058,16 +1058,8 @@ static PyObject *sub_anext(UvcSubscription *s)
     if (s->count > 0) {
         return uvc_ready_steal(st, uvc_sub_take(s));
     }
-    if (s->state == SUB_OVERFLOWED) {
-        PyErr_Format(st->SubscriberOverflow,
-                     "subscriber to %R fell more than %zd messages behind and was disconnected",
-                     s->name, s->maxsize);
-        return NULL;
-    }
-    if (s->state != SUB_ACTIVE) {
-        PyErr_SetNone(PyExc_StopAsyncIteration);
-        return NULL;
-    }
+    /* Otherwise the awaitable does the rest, including ending or failing: raising from
+     * __anext__ itself crashes builtins.anext(it, default) in CPython 3.10-3.13. */
     UvcWait *w = PyObject_GC_New(UvcWait, st->PubSubWaitType);
     if (w == NULL) {
         return NULL;

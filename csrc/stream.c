@@ -21,6 +21,7 @@ struct UvcStream {
     PyObject *server;         /* uvcore Server that accepted us (its _attach/_detach), or NULL */
     PyObject *sock;           /* socket.socket on our fd, or NULL; detached before uv_close */
     PyObject *empty_waiter;   /* Future for "write queue empty" while sendfile runs, or NULL */
+    PyObject *alloc_exc;      /* get_buffer() failed in the alloc callback: raised on read */
     PyObject *weakreflist;
     UvcLink link;
     Py_buffer rbuf;           /* a BufferedProtocol's buffer between alloc and read callbacks */
@@ -391,29 +392,30 @@ static void stream_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
         buf->len = UVC_READ_BUFFER_SIZE;
         return;
     }
-    const char *msg = "Fatal error: protocol.get_buffer() call failed.";
+    /* Errors are kept for stream_on_read (libuv calls it with UV_ENOBUFS for an empty
+     * buffer): stopping the read here would leave libuv calling a NULL read callback. */
     PyObject *arg = PyLong_FromLong(-1);
     PyObject *res = arg ? stream_call_protocol(t, t->st->str_get_buffer, arg) : NULL;
     Py_XDECREF(arg);
     if (res == NULL) {
-        stream_fatal_error(t, msg);
-        return;
+        goto error;
     }
     int r = PyObject_GetBuffer(res, &t->rbuf, PyBUF_WRITABLE);
     Py_DECREF(res);
     if (r < 0) {
-        stream_fatal_error(t, msg);
-        return;
+        goto error;
     }
     if (t->rbuf.len == 0) {
         PyBuffer_Release(&t->rbuf);
         PyErr_SetString(PyExc_RuntimeError, "get_buffer() returned an empty buffer");
-        stream_fatal_error(t, msg);
-        return;
+        goto error;
     }
     t->rbuf_held = 1;
     buf->base = t->rbuf.buf;
     buf->len = (size_t)t->rbuf.len;
+    return;
+error:
+    Py_XSETREF(t->alloc_exc, PyErr_GetRaisedException_compat());
 }
 
 static void stream_on_eof(UvcStream *t)
@@ -470,8 +472,14 @@ static void stream_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         Py_DECREF(res);
         return;
     }
+    if (nread == UV_ENOBUFS && t->alloc_exc != NULL) {
+        PyErr_SetRaisedException_compat(t->alloc_exc);
+        t->alloc_exc = NULL;
+        stream_fatal_error(t, "Fatal error: protocol.get_buffer() call failed.");
+        return;
+    }
     if (nread == 0 || nread == UV_ENOBUFS || t->conn_lost) {
-        return; /* EAGAIN, or get_buffer() failed and was reported */
+        return; /* EAGAIN, or nothing to read into */
     }
     if (nread == UV_EOF) {
         stream_on_eof(t);
@@ -1234,6 +1242,7 @@ static int stream_traverse(UvcStream *t, visitproc visit, void *arg)
     Py_VISIT(t->server);
     Py_VISIT(t->sock);
     Py_VISIT(t->empty_waiter);
+    Py_VISIT(t->alloc_exc);
     return 0;
 }
 
@@ -1245,6 +1254,7 @@ static int stream_clear(UvcStream *t)
     Py_CLEAR(t->server);
     Py_CLEAR(t->sock);
     Py_CLEAR(t->empty_waiter);
+    Py_CLEAR(t->alloc_exc);
     return 0;
 }
 

@@ -32,6 +32,8 @@ HISTORY = GraphQLRequest(f"query($room: String!) {{ rooms messages(room: $room) 
 def lab(request):
     with lab_server(server=request.param) as server:
         yield server
+        # Nothing went wrong on the server side either (client errors are not logged).
+        assert "Traceback" not in server.output() and "ERROR" not in server.output(), server.output()
 
 
 def client(lab, protocol=TRANSPORT_WS) -> Client:

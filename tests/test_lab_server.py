@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from test_lab_support import lab_server  # noqa: E402
 
 from examples.lab.harness import REPO  # noqa: E402
-from examples.lab.server import parse_args, uvcore_cannot_serve  # noqa: E402
+from examples.lab.server import parse_args  # noqa: E402
 
 
 def test_defaults_are_localhost_8000_uvcore_fastapi_in_memory():
@@ -30,17 +30,11 @@ def test_bad_port_is_rejected_by_the_parser():
 
 
 @pytest.mark.parametrize("server", ["fastapi", "aiohttp"])
-def test_default_loop_is_uvcore_or_a_logged_fallback_to_asyncio(server):
-    reason = uvcore_cannot_serve()
+def test_default_loop_is_uvcore(server):
     with lab_server(server=server) as lab:
         stats = lab.stats()
-        assert stats["server"] == server
-        if reason is None:
-            assert stats["loop"].startswith("uvcore")
-            assert "falling back" not in lab.output()
-        else:
-            assert stats["loop"] == "asyncio.unix_events._UnixSelectorEventLoop"
-            assert "--loop uvcore" in lab.output() and "falling back to the asyncio loop" in lab.output()
+    assert stats["server"] == server
+    assert stats["loop"] == "uvcore._loop.Loop"
 
 
 @pytest.mark.parametrize("loop, expected", [("asyncio", "asyncio."), ("uvloop", "uvloop.")])

@@ -9,35 +9,25 @@ from pathlib import Path
 
 import pytest
 
-from examples.lab.server import uvcore_cannot_serve  # noqa: E402
-
 REPO = Path(__file__).resolve().parents[1]
 LECTURE = REPO / "examples" / "lecture"
 
-# script -> (what it needs beyond the loop core, lines its output must contain)
+# script -> lines its output must contain
 SCRIPTS = {
-    "01_gather_vs_sequential.py": ((), ["sequential:", "gather:", "faster"]),
-    "02_async_sleep_vs_time_sleep.py": ((), ["time.sleep froze the loop"]),
-    "03_async_iterator.py": ((), ["class: 3", "generator: 1", "async comprehension: [16, 4]"]),
-    "04_aiohttp_client_server.py": (("tcp",), ["GET /:", "['ada', 'grace', 'linus']", "GET /users/99: 404"]),
-    "05_aiohttp_websocket.py": (("tcp",), ["client got: echo: HELLO", "server closed the socket"]),
-    "06_pubsub_manager.py": (("pubsub",), ["PubSubManager: published 'one' to 2", "uvcore.PubSub: published"]),
-    "07_queue_producer_consumer.py": (("queue",), ["20 jobs done"]),
-    "08_error_handling.py": ((), ["gather raised: api-2", "2 ok, 1 failed", "timed out"]),
-    "09_websocket_pubsub_push.py": (("tcp", "pubsub"), ["alice received", "bob received", "no subscribers"]),
+    "01_gather_vs_sequential.py": ["sequential:", "gather:", "faster"],
+    "02_async_sleep_vs_time_sleep.py": ["time.sleep froze the loop"],
+    "03_async_iterator.py": ["class: 3", "generator: 1", "async comprehension: [16, 4]"],
+    "04_aiohttp_client_server.py": ["GET /:", "['ada', 'grace', 'linus']", "GET /users/99: 404"],
+    "05_aiohttp_websocket.py": ["client got: echo: HELLO", "server closed the socket"],
+    "06_pubsub_manager.py": ["PubSubManager: published 'one' to 2", "uvcore.PubSub: published"],
+    "07_queue_producer_consumer.py": ["20 jobs done"],
+    "08_error_handling.py": ["gather raised: api-2", "2 ok, 1 failed", "timed out"],
+    "09_websocket_pubsub_push.py": ["alice received", "bob received", "no subscribers"],
 }
-
-_TCP_REASON = uvcore_cannot_serve()
 
 
 def test_every_lecture_script_is_tested():
     assert sorted(p.name for p in LECTURE.glob("*.py")) == sorted(SCRIPTS)
-
-
-def missing(needs, loop: str):
-    if "tcp" in needs and loop == "uvcore" and _TCP_REASON:
-        return _TCP_REASON
-    return None
 
 
 def command(script: Path, loop: str):
@@ -52,10 +42,7 @@ def command(script: Path, loop: str):
 @pytest.mark.parametrize("loop", ["uvcore", "asyncio"])
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
 def test_lecture_script_runs(name, loop):
-    needs, expected = SCRIPTS[name]
-    reason = missing(needs, loop)
-    if reason:
-        pytest.skip(reason)
+    expected = SCRIPTS[name]
     result = subprocess.run(command(LECTURE / name, loop), cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, f"{name} failed on {loop}:\n{result.stdout}\n{result.stderr}"
     for line in expected:

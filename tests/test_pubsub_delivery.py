@@ -1,5 +1,6 @@
 """PubSub delivery: eager registration, receiver counts, ordering, fairness, shared messages."""
 import asyncio
+import builtins
 
 import pytest
 
@@ -216,5 +217,23 @@ def test_tuple_and_exception_messages_are_delivered_intact(run):
             await bus.publish("c", m)
         got = [await sub.__anext__() for _ in range(5)]
         assert got[:3] == [(1, 2), (), None] and got[3] is err and got[4] is StopIteration
+
+    run(main)
+
+
+def test_anext_builtin_and_wait_for_timeout_lose_nothing(run):
+    async def main():
+        bus = uvcore.PubSub()
+        sub = bus.subscribe("c")
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(sub.__anext__(), 0.01)
+        await bus.publish("c", "late")
+        assert await asyncio.wait_for(sub.__anext__(), 1) == "late"
+        anext_ = getattr(builtins, "anext", None)  # 3.10+
+        if anext_ is not None:
+            await bus.publish("c", "x")
+            assert await anext_(sub) == "x"
+            await sub.aclose()
+            assert await anext_(sub, "done") == "done"
 
     run(main)

@@ -367,3 +367,70 @@ def test_idle_subscription_costs_under_1_kib():
     per_own = (end - after_names) / n  # includes a channel entry each
     assert per_shared < 1024 and per_own < 1024, (per_shared, per_own)
     assert len(same) + len(own) + len(keep) == bus.stats()["subscribers"]
+
+
+def test_messages_are_released_once_read_dropped_or_discarded(run):
+    import sys
+
+    async def main():
+        bus = uvcore.PubSub()
+        msg = object()
+        base = sys.getrefcount(msg)
+        readers = [bus.subscribe("c") for _ in range(3)]
+        dropper = bus.subscribe("c", maxsize=1)
+        closer = bus.subscribe("c")
+        cutoff = bus.subscribe("c", maxsize=1, overflow="disconnect")
+        blocker = bus.subscribe("c", maxsize=1, overflow="block")
+        pat = bus.subscribe(["c*", "?"])
+        await bus.publish("c", msg)
+        pub = asyncio.ensure_future(bus.publish("c", msg))  # waits for room in `blocker`
+        await asyncio.sleep(0)
+        assert sys.getrefcount(msg) > base
+        for r in readers + [pat, blocker]:
+            while r.pending:
+                assert await r.__anext__() is msg
+        assert await pub >= 1
+        await closer.aclose()
+        await dropper.aclose()
+        del cutoff
+        await bus.aclose()
+        assert sys.getrefcount(msg) == base
+
+    run(main)
+
+
+def test_publish_and_read_cycles_keep_memory_flat(run):
+    async def main():
+        bus = uvcore.PubSub()
+        sub = bus.subscribe("c")
+
+        async def reader(n):
+            count = 0
+            async for _ in sub:
+                count += 1
+                if count == n:
+                    return
+
+        async def cycle(n):
+            task = asyncio.ensure_future(reader(n))
+            for i in range(n):
+                await bus.publish("c", i)
+                if i % 3 == 0:
+                    await asyncio.sleep(0)  # the reader waits on a Future now and then
+            await task
+
+        await cycle(2000)
+        collect()
+        tracemalloc.start()
+        try:
+            await cycle(20000)
+            collect()
+            first, _ = tracemalloc.get_traced_memory()
+            await cycle(20000)
+            collect()
+            second, _ = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert second - first < 32 * 1024, (first, second)
+
+    run(main, timeout=60)

@@ -436,3 +436,40 @@ def test_protocol_context_is_the_one_of_create_connection(loop):
         server.close()
 
     run(loop, main())
+
+
+@pytest.mark.parametrize("failure", ["empty", "raises"])
+def test_get_buffer_failure_is_a_fatal_error_not_a_crash(loop, failure):
+    contexts = []
+    loop.set_exception_handler(lambda lp, ctx: contexts.append(ctx))
+
+    class Bad(asyncio.BufferedProtocol):
+        def __init__(self):
+            self.lost = loop.create_future()
+            self.transport = None
+
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def get_buffer(self, sizehint):
+            if failure == "empty":
+                return bytearray(0)
+            raise ZeroDivisionError
+
+        def buffer_updated(self, nbytes):
+            raise AssertionError("no data can arrive")
+
+        def connection_lost(self, exc):
+            self.lost.set_result(exc)
+
+    async def main():
+        sp = Bad()
+        server, _, tr, cp = await pair(loop, server_proto=sp)
+        tr.write(b"hello")
+        exc = await sp.lost
+        assert isinstance(exc, RuntimeError if failure == "empty" else ZeroDivisionError)
+        assert contexts[0]["message"] == "Fatal error: protocol.get_buffer() call failed."
+        tr.close()
+        server.close()
+
+    run(loop, main())

@@ -3,6 +3,7 @@ create_server(ssl=), create_connection(ssl=), start_tls on both sides, handshake
 TLS over Unix sockets, extra info."""
 import asyncio
 import ssl
+import sys
 
 import pytest
 from test.test_asyncio import utils as aio_test_utils
@@ -84,6 +85,7 @@ def test_handshake_timeout(loop, contexts):
     run(loop, main())
 
 
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="StreamWriter.start_tls is 3.11+")
 def test_start_tls_upgrades_both_sides(loop, contexts):
     server_ctx, client_ctx = contexts
 
@@ -141,6 +143,50 @@ def test_tls_over_unix_socket(loop, contexts, tmp_path):
         assert await r.readexactly(9) == b"over unix"
         w.close()
         await w.wait_closed()
+        server.close()
+        await server.wait_closed()
+
+    run(loop, main())
+
+
+def test_loop_start_tls_on_protocol_transports(loop, contexts):
+    server_ctx, client_ctx = contexts
+
+    class Plain(asyncio.Protocol):
+        def __init__(self):
+            self.data = bytearray()
+            self.got = asyncio.Event()
+
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            self.data += data
+            self.got.set()
+
+    async def main():
+        made = loop.create_future()
+
+        def server_factory():
+            p = Plain()
+            made.set_result(p)
+            return p
+
+        server = await loop.create_server(server_factory, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        ctr, cp = await loop.create_connection(Plain, "127.0.0.1", port)
+        sp = await made
+        server_side = asyncio.ensure_future(
+            loop.start_tls(sp.transport, sp, server_ctx, server_side=True))
+        client_tls = await loop.start_tls(ctr, cp, client_ctx, server_hostname="localhost")
+        server_tls = await server_side
+        assert client_tls.get_extra_info("ssl_object") is not None
+        client_tls.write(b"over tls")
+        while bytes(sp.data) != b"over tls":
+            sp.got.clear()
+            await sp.got.wait()
+        client_tls.close()
+        server_tls.close()
         server.close()
         await server.wait_closed()
 

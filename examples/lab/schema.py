@@ -9,10 +9,13 @@ from __future__ import annotations
 import itertools
 import re
 import time
+import uuid
 from collections import deque
 from typing import Any, AsyncGenerator, Deque, Dict, List, Optional
 
 import strawberry
+from graphql import GraphQLError
+from strawberry.types import ExecutionContext
 
 ALL_MESSAGES = "messages"  # the channel every message goes to, whatever its room
 HISTORY_PER_ROOM = 200
@@ -23,13 +26,17 @@ MAX_AUTHOR = 40
 _ROOM_RE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 
 
+class BadInput(ValueError):
+    """A client's mistake: reported to that client as a GraphQL error, not logged."""
+
+
 def room_channel(room: str) -> str:
     return f"room.{room}"
 
 
 def check_room(room: str) -> str:
     if not _ROOM_RE.match(room):
-        raise ValueError("room names are 1-40 characters: letters, digits, '_' and '-'")
+        raise BadInput("room names are 1-40 characters: letters, digits, '_' and '-'")
     return room
 
 
@@ -40,6 +47,9 @@ class Chat:
         self.pubsub = pubsub
         self._history: Dict[str, Deque[Dict[str, Any]]] = {}
         self._ids = itertools.count(1)
+        # Ids must stay unique when several servers share a chat through Redis (the page
+        # drops ids it has seen): each server numbers its messages under its own prefix.
+        self._node = uuid.uuid4().hex[:6]
 
     def rooms(self) -> List[str]:
         return sorted(self._history)
@@ -51,11 +61,11 @@ class Chat:
     def store(self, room: str, author: str, text: str) -> Dict[str, Any]:
         author = author.strip()[:MAX_AUTHOR] or "anonymous"
         if not text.strip():
-            raise ValueError("a message needs some text")
+            raise BadInput("a message needs some text")
         if len(text) > MAX_TEXT:
-            raise ValueError(f"messages are at most {MAX_TEXT} characters")
+            raise BadInput(f"messages are at most {MAX_TEXT} characters")
         message_data = {
-            "id": str(next(self._ids)),
+            "id": f"{self._node}-{next(self._ids)}",
             "room": room,
             "author": author,
             "text": text,
@@ -112,7 +122,14 @@ class Subscription:
             yield Message(**message_data)
 
 
-schema = strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription)
+class ChatSchema(strawberry.Schema):
+    def process_errors(self, errors: List[GraphQLError], execution_context: Optional[ExecutionContext] = None) -> None:
+        # Strawberry logs every error with a traceback; a bad room name is not the server's.
+        errors = [error for error in errors if not isinstance(error.original_error, BadInput)]
+        super().process_errors(errors, execution_context)
+
+
+schema = ChatSchema(query=Query, mutation=Mutation, subscription=Subscription)
 
 
 def context_for(chat: Chat) -> Dict[str, Any]:

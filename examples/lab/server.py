@@ -1,6 +1,6 @@
 """Command line for the lab server: `python -m examples.lab.server` (what `make lab` runs).
 
-Picks the front end (FastAPI+uvicorn or aiohttp), the event loop (uvcore by default,
+Picks the front end (FastAPI+uvicorn or aiohttp), the event loop (uvcore's by default,
 uvloop or asyncio for comparison) and the broker (uvcore.PubSub in memory; Redis with
 --redis once uvcore.PubSub.from_url exists), then serves until SIGINT/SIGTERM.
 """
@@ -11,7 +11,6 @@ import asyncio
 import logging
 import signal
 import sys
-import traceback
 from typing import Any, Awaitable, Callable, List, Optional
 
 log = logging.getLogger("lab")
@@ -63,63 +62,30 @@ def pubsub_factory(redis_url: Optional[str]) -> Callable[[], Any]:
             "--redis is not yet available: this uvcore has no Redis backend "
             "(uvcore.PubSub.from_url). Run without --redis to use the in-memory broker."
         )
+    from_url(redis_url)  # a bad URL fails here, before anything starts (this does no I/O)
     return lambda: from_url(redis_url)
 
 
-# -- the event loop -----------------------------------------------------------------------
+def redis_unreachable(redis_url: str) -> Optional[str]:
+    """None when Redis at redis_url answers, otherwise why not: the server does not start
+    against a Redis it cannot reach (once serving, the broker reconnects by itself)."""
+    import uvcore
 
+    async def probe() -> None:
+        bus = uvcore.PubSub.from_url(redis_url)
+        try:
+            await bus.connect()
+        finally:
+            await bus.aclose()
 
-async def _tcp_roundtrip() -> None:
-    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(await reader.readexactly(4))
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(echo, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(b"ping")
-    assert await reader.readexactly(4) == b"ping"
-    writer.close()
-    server.close()
-    await server.wait_closed()
-
-
-def uvcore_cannot_serve() -> Optional[str]:
-    """None when uvcore's loop can run a TCP server; otherwise why not, in words.
-
-    The loop's TCP transports arrive after the loop core, so the lab probes for them
-    (a real server and connection on 127.0.0.1) rather than trusting a version number.
-    """
     try:
-        import uvcore
-
-        new_event_loop = uvcore.new_event_loop
-    except (ImportError, AttributeError):
-        return "uvcore.new_event_loop() does not exist in this build"
-    try:
-        loop = new_event_loop()
-    except Exception as exc:  # noqa: BLE001 - any failure means "cannot serve"
-        return f"uvcore.new_event_loop() failed: {type(exc).__name__}: {exc}"
-    try:
-        loop.run_until_complete(asyncio.wait_for(_tcp_roundtrip(), 5))
-    except Exception as exc:  # noqa: BLE001
-        where = traceback.extract_tb(exc.__traceback__)[-1].name if exc.__traceback__ else "?"
-        return f"the uvcore loop cannot serve TCP yet ({type(exc).__name__} in {where}: {exc})"
-    finally:
-        loop.close()
+        asyncio.run(probe())
+    except ConnectionError as exc:
+        return str(exc)
     return None
 
 
-def choose_loop(requested: str) -> str:
-    """The loop that will actually serve; uvcore falls back to asyncio (with a warning)
-    only while uvcore's loop has no TCP transports."""
-    if requested == "uvcore":
-        reason = uvcore_cannot_serve()
-        if reason is not None:
-            log.warning("--loop uvcore: %s; falling back to the asyncio loop", reason)
-            return "asyncio"
-    return requested
+# -- the event loop -----------------------------------------------------------------------
 
 
 def run_on(loop_name: str, main: Awaitable[None]) -> None:
@@ -191,10 +157,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s: %(name)s: %(message)s")
     try:
         make_pubsub = pubsub_factory(args.redis)
-    except (RuntimeError, ImportError) as exc:
+    except (RuntimeError, ImportError, ValueError) as exc:
         log.error("%s", exc)
         return 2
-    loop_name = choose_loop(args.loop)
+    if args.redis:
+        reason = redis_unreachable(args.redis)
+        if reason is not None:
+            log.error("--redis: %s", reason)
+            return 2
+    loop_name = args.loop
     shown_host = f"[{args.host}]" if ":" in args.host else args.host
     log.info(
         "the chat page: http://%s:%d/ (GraphQL at /graphql) - %s on the %s loop, %s broker",

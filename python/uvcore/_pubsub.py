@@ -3,6 +3,8 @@
 uvcore.PubSub is a thin subclass of the C type so that backends (the Redis bridge of
 issue 7: PubSub.from_url) can be added in Python without touching the C fan-out.
 """
+from typing import Any
+
 from . import _uvcore
 
 __all__ = ["PubSub", "Subscription", "SubscriberOverflow"]
@@ -25,3 +27,17 @@ class PubSub(_uvcore.PubSub):
     """
 
     __slots__ = ()
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> "PubSub":
+        """PubSub.from_url("redis://host:6379/0", *, codec="json", ...) -> a PubSub on Redis.
+
+        The same API, with messages going through Redis pub/sub so that several processes
+        and servers share channels (see uvcore._redis.RedisPubSub for the options).
+        Also rediss:// (TLS), redis://user:password@host, unix:///path/redis.sock.
+        """
+        from ._redis import RedisPubSub
+
+        if not issubclass(cls, RedisPubSub):
+            cls = RedisPubSub
+        return cls(url, **options)
