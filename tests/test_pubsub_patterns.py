@@ -95,3 +95,78 @@ def test_malformed_patterns_raise_value_error(bad):
     with pytest.raises(ValueError, match="bad pattern"):
         bus.subscribe(bad)
     assert bus.stats()["subscribers"] == 0
+
+
+def _reference_regex(pattern):
+    """An independent translation of the glob rules into a Python regex."""
+    import re
+
+    out, i, n = [], 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            out.append(re.escape(pattern[i + 1]))
+            i += 2
+        elif c == "*":
+            out.append(".*")
+            i += 1
+        elif c == "?":
+            out.append(".")
+            i += 1
+        elif c == "[":
+            i += 1
+            negate = pattern[i] == "^" if i < n else False
+            i += negate
+            ranges = []
+            while pattern[i] != "]":
+                lo = pattern[i]
+                if lo == "\\":
+                    i += 1
+                    lo = pattern[i]
+                if i + 2 < n and pattern[i + 1] == "-" and pattern[i + 2] != "]":
+                    j = i + 2
+                    hi = pattern[j]
+                    if hi == "\\" and j + 1 < n:
+                        j += 1
+                        hi = pattern[j]
+                    ranges.append((min(lo, hi), max(lo, hi)))
+                    i = j + 1
+                else:
+                    ranges.append((lo, lo))
+                    i += 1
+            i += 1
+            body = "".join(f"\\U{ord(a):08x}-\\U{ord(b):08x}" for a, b in ranges)
+            if not ranges:
+                out.append("." if negate else "(?!)")
+            else:
+                out.append(f"[{'^' if negate else ''}{body}]")
+        else:
+            out.append(re.escape(c))
+            i += 1
+    return re.compile("".join(out), re.DOTALL)
+
+
+try:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+except ImportError:  # pragma: no cover
+    given = None
+
+if given is not None:
+
+    @settings(max_examples=600, deadline=None)
+    @given(st.text(alphabet="ab-]^\\*?[é", min_size=1, max_size=10), st.text(alphabet="ab-]^\\*?[é", max_size=12))
+    def test_glob_matching_agrees_with_a_reference_translation(pattern, channel):
+        bus = uvcore.PubSub()
+        try:
+            sub = bus.subscribe(pattern)
+        except ValueError:
+            with pytest.raises(Exception):
+                _reference_regex(pattern)
+            return
+        expected = _reference_regex(pattern).fullmatch(channel) is not None if sub.is_pattern else pattern == channel
+        if not channel:
+            with pytest.raises(ValueError):
+                bus.publish_nowait(channel, 1)
+            return
+        assert bus.publish_nowait(channel, 1) == int(expected), (pattern, channel)
