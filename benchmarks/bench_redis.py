@@ -127,10 +127,9 @@ async def serve(variant, url, channel, n_subs):
             await client.aclose()
 
     print("up", flush=True)
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     while True:
-        line = (await reader.readline()).decode().split()
+        # Control lines (never timed) are read in a thread: any loop can do that.
+        line = (await loop.run_in_executor(None, sys.stdin.readline)).split()
         if not line or line[0] == "quit":
             break
         state.update(target=int(line[1]) * n_subs, count=0, done=loop.create_future())

@@ -229,3 +229,29 @@ def test_repr_and_stats_name_the_backend(run, redis_server):
         await bus.aclose()
 
     run(main)
+
+
+def test_subscriptions_outliving_their_loop_are_harmless(redis_server):
+    import gc
+    import sys
+
+    loop = asyncio.new_event_loop()
+    bus = uvcore.PubSub.from_url(redis_server.url)
+
+    async def main():
+        await bus.connect()
+        return [bus.subscribe("outlive.x"), bus.subscribe("outlive.*")]
+
+    subs = loop.run_until_complete(main())
+    for task in asyncio.all_tasks(loop):
+        task.cancel()
+    loop.run_until_complete(asyncio.sleep(0))
+    loop.close()
+    unraisable = []
+    old_hook, sys.unraisablehook = sys.unraisablehook, unraisable.append
+    try:
+        del subs  # the last local subscribers leave after their loop is closed
+        gc.collect()
+    finally:
+        sys.unraisablehook = old_hook
+    assert unraisable == [] and bus.stats()["subscribers"] == 0

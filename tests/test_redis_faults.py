@@ -153,6 +153,8 @@ def test_bad_arguments():
         uvcore.PubSub.from_url("redis://localhost", codec=(len,))
     with pytest.raises(ValueError, match="connect_timeout must be a number > 0"):
         uvcore.PubSub.from_url("redis://localhost", connect_timeout=0)
+    with pytest.raises(ValueError, match="publish_timeout must be a number >= 0 or None"):
+        uvcore.PubSub.from_url("redis://localhost", publish_timeout=-1)
     with pytest.raises(ValueError, match="overflow must be"):
         uvcore.PubSub.from_url("redis://localhost", overflow="sometimes")
     bus = uvcore.PubSub.from_url("redis://:secret@localhost/0")

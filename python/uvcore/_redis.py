@@ -338,6 +338,9 @@ class RedisPubSub(_pubsub.PubSub):
                             ("health_check_interval", health_check_interval)):
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
                 raise ValueError(f"{name} must be a number > 0, not {value!r}")
+        if publish_timeout is not None and (not isinstance(publish_timeout, (int, float))
+                                            or isinstance(publish_timeout, bool) or publish_timeout < 0):
+            raise ValueError(f"publish_timeout must be a number >= 0 or None, not {publish_timeout!r}")
         self._connect_timeout = float(connect_timeout)
         self._publish_timeout = float(connect_timeout if publish_timeout is None else publish_timeout)
         self._reconnect_delay = float(reconnect_delay)
@@ -512,6 +515,8 @@ class RedisPubSub(_pubsub.PubSub):
             except RuntimeError:
                 return  # no loop yet: the first connection subscribes to all local names
             self._start()
+        if self._loop.is_closed():
+            return  # subscriptions collected after their loop ended: the connection is gone
         if self._thread != threading.get_ident():
             self._loop.call_soon_threadsafe(self._hook, command, name)
             return
