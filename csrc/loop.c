@@ -223,7 +223,10 @@ static void loop_compact_timers(UvcLoop *loop)
 
 /* ---- libuv callbacks ------------------------------------------------------------------- */
 
-static void loop_on_timer(uv_timer_t *t) { (void)t; /* only wakes uv_run; run_once does the work */ }
+/* The timer only bounds the poll; run_once moves due TimerHandles itself. It can fire in the
+ * timers phase *before* the poll (when the batch of callbacks took longer than the timeout);
+ * uv_stop then makes this uv_run's poll non-blocking instead of waiting forever. */
+static void loop_on_timer(uv_timer_t *t) { uv_stop(t->loop); }
 static void loop_on_wakeup(uv_async_t *a) { (void)a; }
 
 static void loop_on_prepare(uv_prepare_t *p)
@@ -279,6 +282,7 @@ static int loop_run_once(UvcLoop *loop)
         }
     }
     if (timeout > 0) {
+        uv_update_time(loop->uv); /* the deadline counts from now, not the last poll */
         uv_timer_start(loop->timer, loop_on_timer, (uint64_t)timeout, 0);
     } else {
         uv_timer_stop(loop->timer);
