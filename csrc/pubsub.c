@@ -793,14 +793,35 @@ static void uvc_sub_refill(UvcSubscription *s)
     }
 }
 
+/* 1 when fut's loop is closed; 0 otherwise or when that cannot be told (errors are
+ * discarded: the caller is handling an exception already, which stays set). */
+static int uvc_future_loop_closed(PyObject *fut)
+{
+    PyObject *exc = PyErr_GetRaisedException_compat();
+    int closed = 0;
+    PyObject *loop = PyObject_CallMethod(fut, "get_loop", NULL);
+    if (loop != NULL) {
+        PyObject *r = PyObject_CallMethod(loop, "is_closed", NULL);
+        closed = (r == Py_True);
+        Py_XDECREF(r);
+        Py_DECREF(loop);
+    }
+    PyErr_Clear();
+    PyErr_SetRaisedException_compat(exc);
+    return closed;
+}
+
 /* Wake a suspended __anext__ (the future gets None; the message is taken when it resumes,
  * so a cancelled waiter loses nothing). Takes the reference to fut. */
 static void uvc_wake(UvcPubSub *ps, PyObject *fut)
 {
     PyObject *r = PyObject_CallMethodOneArg(fut, ps->s_set_result, Py_None);
     if (r == NULL) {
-        /* Already cancelled (its task was cancelled): nothing to wake. */
-        if (PyErr_ExceptionMatches(ps->st->InvalidStateError)) {
+        /* Already cancelled (its task was cancelled): nothing to wake. Or its loop was
+         * closed under a suspended task (a subscription outliving its loop, then closed
+         * or published to): the task is gone with its loop, nothing to wake either. */
+        if (PyErr_ExceptionMatches(ps->st->InvalidStateError) ||
+            (PyErr_ExceptionMatches(PyExc_RuntimeError) && uvc_future_loop_closed(fut))) {
             PyErr_Clear();
         } else {
             PyErr_WriteUnraisable(fut);
