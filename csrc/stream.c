@@ -11,9 +11,12 @@
 
 #define UVC_READ_BUFFER_SIZE (256 * 1024)
 #define UVC_LOG_THRESHOLD_FOR_CONNLOST_WRITES 5
-/* A read at least this big makes the next read go straight into a new bytes object (see
- * stream_on_alloc). */
+/* A read at least this big makes the next read go straight into a new bytes object of
+ * UVC_DIRECT_READ_SIZE (see stream_on_alloc). That size stays below glibc's default mmap
+ * threshold (128 KiB), so the object comes from the heap and shrinks in place: a bigger one
+ * would be a fresh mmap, with page faults, for every read. */
 #define UVC_DIRECT_READ_MIN (32 * 1024)
+#define UVC_DIRECT_READ_SIZE (120 * 1024)
 
 struct UvcStream {
     PyObject_HEAD
@@ -437,14 +440,14 @@ static void stream_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     }
     if (!t->buffered) {
         /* After a big read, expect another: read into a fresh bytes object and shrink it to
-         * the size read, saving a copy of up to 256 KiB per read (the data must end up in a
+         * the size read, saving a copy of up to 120 KiB per read (the data must end up in a
          * bytes object for data_received anyway). Small reads are cheaper to copy than a
          * big allocation is to make and shrink. */
         if (t->last_read >= UVC_DIRECT_READ_MIN) {
-            t->rbytes = PyBytes_FromStringAndSize(NULL, UVC_READ_BUFFER_SIZE);
+            t->rbytes = PyBytes_FromStringAndSize(NULL, UVC_DIRECT_READ_SIZE);
             if (t->rbytes != NULL) {
                 buf->base = PyBytes_AS_STRING(t->rbytes);
-                buf->len = UVC_READ_BUFFER_SIZE;
+                buf->len = UVC_DIRECT_READ_SIZE;
                 return;
             }
             PyErr_Clear(); /* out of memory: the shared buffer below still works */
@@ -534,7 +537,7 @@ static void stream_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             if (direct != NULL) {
                 data = direct;
                 direct = NULL;
-                if (nread < UVC_READ_BUFFER_SIZE && _PyBytes_Resize(&data, nread) < 0) {
+                if (nread < UVC_DIRECT_READ_SIZE && _PyBytes_Resize(&data, nread) < 0) {
                     data = NULL;
                 }
             } else {
