@@ -6,6 +6,7 @@ VENV        ?= .venv
 PY          := $(VENV)/bin/python
 APT_PKGS    := build-essential pkg-config libuv1-dev redis-server chromium chromium-driver wrk
 PYTEST_ARGS ?=
+BENCH_ARGS  ?=
 
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
@@ -57,8 +58,9 @@ asan: deps
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 UVCORE_EXPECT_ASAN=1 \
 	  .venv-asan/bin/python -m pytest -m "not slow" -p no:cacheprovider $(PYTEST_ARGS)
 
+# make bench BENCH_ARGS=--quick for a short run; BENCH_ARGS="--only loop,net" for some.
 bench: build
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
 
 lab: build
 	$(PY) -m examples.lab.server $(LAB_ARGS)
