@@ -564,7 +564,14 @@ static void stream_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         stream_on_eof(t);
         return;
     }
-    stream_fatal_uv_error(t, (int)nread, "Fatal read error on socket transport");
+    stream_fatal_uv_error(t, (int)nread,
+                          t->pipe_mode ? "Fatal read error on pipe transport" : "Fatal read error on socket transport");
+}
+
+/* asyncio's wording, which tells a pipe from a socket */
+static const char *stream_write_error_message(UvcStream *t)
+{
+    return t->pipe_mode ? "Fatal write error on pipe transport" : "Fatal write error on socket transport";
 }
 
 /* ---- writing ----------------------------------------------------------------------------- */
@@ -623,7 +630,7 @@ static void stream_on_write(uv_write_t *req, int status)
         return;
     }
     if (status < 0) {
-        stream_fatal_uv_error(t, status, "Fatal write error on socket transport");
+        stream_fatal_uv_error(t, status, stream_write_error_message(t));
         return;
     }
     stream_maybe_resume_protocol(t);
@@ -717,7 +724,7 @@ static PyObject *stream_write_items(UvcStream *t, PyObject *const *items, Py_ssi
             goto done;
         }
         if (r < 0 && r != UV_EAGAIN && r != UV_ENOSYS) {
-            stream_fatal_uv_error(t, r, "Fatal write error on socket transport");
+            stream_fatal_uv_error(t, r, stream_write_error_message(t));
             result = Py_None;
             goto done;
         }
@@ -757,7 +764,7 @@ static PyObject *stream_write_items(UvcStream *t, PyObject *const *items, Py_ssi
             Py_DECREF(w->objs[i]);
         }
         PyMem_Free(w);
-        stream_fatal_uv_error(t, err, "Fatal write error on socket transport");
+        stream_fatal_uv_error(t, err, stream_write_error_message(t));
         result = Py_None;
         goto done;
     }
