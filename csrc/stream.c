@@ -112,6 +112,26 @@ void uvc_stream_close_all(UvcLoop *loop)
     }
 }
 
+static void stream_link_close(UvcLink *link);
+
+/* The open stream transport of this loop whose fd is fd, or NULL (borrowed). For
+ * remove_reader/remove_writer, which asyncio refuses on a transport's fd; a walk over the
+ * registry, done only when the fd has no watcher of the loop's own. */
+PyObject *uvc_stream_find_fd(UvcLoop *loop, int fd)
+{
+    for (UvcLink *link = loop->st->stream_extra; link != NULL; link = link->next) {
+        if (link->loop != loop || link->close != stream_link_close) {
+            continue;
+        }
+        UvcStream *t = (UvcStream *)((char *)link - offsetof(UvcStream, link));
+        uv_os_fd_t tfd;
+        if (t->opened && !t->handle_closing && uv_fileno(&t->uv.handle, &tfd) == 0 && tfd == fd) {
+            return (PyObject *)t;
+        }
+    }
+    return NULL;
+}
+
 /* ---- small helpers ----------------------------------------------------------------------- */
 
 PyObject *uvc_oserror_from_uv(int err)
