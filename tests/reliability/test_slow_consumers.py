@@ -103,7 +103,7 @@ def test_block_policy_makes_publishers_wait_and_bounds_memory(tally):
 
     peak, received, dropped = uvcore.run(main())
     tally["faults"] += 1
-    tally["publishes_blocked_by_a_slow_consumer"] += PUBLISHED
+    tally["publishes_against_a_blocking_slow_consumer"] += PUBLISHED
     # Buffered messages plus at most one waiting message per blocked publisher.
     assert peak <= MAXSIZE + 4 + 1
     assert dropped == 0 and len(received) == PUBLISHED
