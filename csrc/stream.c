@@ -11,6 +11,9 @@
 
 #define UVC_READ_BUFFER_SIZE (256 * 1024)
 #define UVC_LOG_THRESHOLD_FOR_CONNLOST_WRITES 5
+/* A read at least this big makes the next read go straight into a new bytes object (see
+ * stream_on_alloc). */
+#define UVC_DIRECT_READ_MIN (32 * 1024)
 
 struct UvcStream {
     PyObject_HEAD
@@ -25,6 +28,9 @@ struct UvcStream {
                                * For pipes: the owner of the pipe object, closed instead */
     PyObject *empty_waiter;   /* Future for "write queue empty" while sendfile runs, or NULL */
     PyObject *alloc_exc;      /* get_buffer() failed in the alloc callback: raised on read */
+    PyObject *rbytes;         /* bytes the next read goes into directly, between the alloc
+                               * and read callbacks only, or NULL */
+    Py_ssize_t last_read;     /* size of the last successful read */
     PyObject *weakreflist;
     UvcLink link;
     Py_buffer rbuf;           /* a BufferedProtocol's buffer between alloc and read callbacks */
@@ -430,6 +436,19 @@ static void stream_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
         return;
     }
     if (!t->buffered) {
+        /* After a big read, expect another: read into a fresh bytes object and shrink it to
+         * the size read, saving a copy of up to 256 KiB per read (the data must end up in a
+         * bytes object for data_received anyway). Small reads are cheaper to copy than a
+         * big allocation is to make and shrink. */
+        if (t->last_read >= UVC_DIRECT_READ_MIN) {
+            t->rbytes = PyBytes_FromStringAndSize(NULL, UVC_READ_BUFFER_SIZE);
+            if (t->rbytes != NULL) {
+                buf->base = PyBytes_AS_STRING(t->rbytes);
+                buf->len = UVC_READ_BUFFER_SIZE;
+                return;
+            }
+            PyErr_Clear(); /* out of memory: the shared buffer below still works */
+        }
         /* One buffer per module: it is only used between here and the bytes copy in
          * stream_on_read, and this thread holds the GIL all that time. */
         buf->base = PyByteArray_AS_STRING(t->st->stream_read_buffer);
@@ -497,8 +516,11 @@ static void stream_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         PyBuffer_Release(&t->rbuf);
         t->rbuf_held = 0;
     }
+    PyObject *direct = t->rbytes; /* owned here from now on */
+    t->rbytes = NULL;
     if (nread > 0) {
         PyObject *res;
+        t->last_read = nread;
         if (held) {
             PyObject *n = PyLong_FromSsize_t(nread);
             res = n ? stream_call_protocol(t, t->st->str_buffer_updated, n) : NULL;
@@ -508,7 +530,16 @@ static void stream_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
                 return;
             }
         } else {
-            PyObject *data = PyBytes_FromStringAndSize(buf->base, nread);
+            PyObject *data;
+            if (direct != NULL) {
+                data = direct;
+                direct = NULL;
+                if (nread < UVC_READ_BUFFER_SIZE && _PyBytes_Resize(&data, nread) < 0) {
+                    data = NULL;
+                }
+            } else {
+                data = PyBytes_FromStringAndSize(buf->base, nread);
+            }
             res = data ? stream_call_protocol(t, t->st->str_data_received, data) : NULL;
             Py_XDECREF(data);
             if (res == NULL) {
@@ -519,6 +550,7 @@ static void stream_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         Py_DECREF(res);
         return;
     }
+    Py_XDECREF(direct); /* nothing was read into it */
     if (nread == UV_ENOBUFS && t->alloc_exc != NULL) {
         PyErr_SetRaisedException_compat(t->alloc_exc);
         t->alloc_exc = NULL;
@@ -1383,6 +1415,7 @@ static int stream_clear(UvcStream *t)
     Py_CLEAR(t->sock);
     Py_CLEAR(t->empty_waiter);
     Py_CLEAR(t->alloc_exc);
+    Py_CLEAR(t->rbytes);
     return 0;
 }
 

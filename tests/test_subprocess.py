@@ -287,3 +287,37 @@ def test_uvcore_run_with_subprocesses_in_a_new_loop():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert uvcore.run(main()) == b"ok"
+
+
+def test_subprocesses_in_a_loop_outside_the_main_thread():
+    # no child watcher: a loop in any thread can run children
+    import threading
+
+    result = {}
+
+    def worker():
+        async def main():
+            p = await asyncio.create_subprocess_exec(PY, "-c", "print(6 * 7)", stdout=PIPE)
+            return (await p.communicate())[0], p.returncode
+
+        result["value"] = uvcore.run(main())
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join(T)
+    assert result["value"] == (b"42\n", 0)
+
+
+def test_transport_repr_and_extra_info(loop):
+    async def main():
+        tr, _ = await loop.subprocess_exec(asyncio.SubprocessProtocol, "cat", stdout=subprocess.DEVNULL,
+                                           stderr=subprocess.DEVNULL)
+        assert f"pid={tr.get_pid()}" in repr(tr) and "running" in repr(tr)
+        child = tr.get_extra_info("subprocess")
+        assert child.pid == tr.get_pid() and child.poll() is None
+        assert tr.get_pipe_transport(0).get_extra_info("pipe") is child.stdin
+        tr.close()  # kills the running child
+        assert await tr._wait() == -signal.SIGKILL
+        assert "returncode=-9" in repr(tr)
+
+    run(loop, main())

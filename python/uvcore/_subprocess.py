@@ -134,8 +134,9 @@ async def _connect_pipe(loop, protocol_factory, pipe, writable):
 # ---- subprocesses -------------------------------------------------------------------------
 
 _POPEN_IGNORED = {
-    # keyword: the value that means "not used" (anything else is refused)
-    "close_fds": True,
+    # keyword: the value that means "not used" (anything else is refused). close_fds is not
+    # here: libuv's child inherits only fds that are inheritable, which Python's fds are not
+    # unless asked, so both values behave alike.
     "restore_signals": True,
     "preexec_fn": None,
     "umask": -1,
@@ -186,6 +187,7 @@ class _Child:
 
     def __init__(self, loop, args, shell, stdin, stdout, stderr, *, executable=None, cwd=None,
                  env=None, start_new_session=False, pass_fds=(), on_exit, **popen_kwargs):
+        popen_kwargs.pop("close_fds", None)
         for key, value in popen_kwargs.items():
             if key not in _POPEN_IGNORED:
                 raise TypeError(f"subprocess_exec() got an unexpected keyword argument {key!r}")
@@ -207,6 +209,7 @@ class _Child:
         self.returncode = None
         self._proc = None
         self._loop = loop
+        self._on_exit = on_exit
         child_fds = []  # our ends given to the child, closed once it is started
         parent_fds = []
         try:
@@ -280,6 +283,23 @@ class _Child:
     def kill(self):
         self.send_signal(signal.SIGKILL)
 
+    def wait(self, timeout=None):
+        """Popen.wait (blocking), for code that uses get_extra_info('subprocess')."""
+        if self.poll() is not None:
+            return self.returncode
+        if timeout is not None:
+            raise ValueError("uvcore's child object waits without a timeout only")
+        proc = self._proc
+        _, status = os.waitpid(proc.pid, 0)
+        self.returncode = os.waitstatus_to_exitcode(status)
+        # the status was taken from libuv, whose exit callback will not come: tell the
+        # transport from the loop instead
+        on_exit = self._on_exit
+        proc._loop_closing()
+        if on_exit is not None and not self._loop.is_closed():
+            self._loop.call_soon(on_exit, self.returncode)
+        return self.returncode
+
     def _loop_closing(self):
         # libuv stops watching the child with the loop: reap it from a thread instead, so
         # it never becomes a zombie (asyncio's threaded child watcher does the same).
@@ -307,9 +327,14 @@ class SubprocessTransport(base_subprocess.BaseSubprocessTransport):
         self._proc = _Child(self._loop, args, shell, stdin, stdout, stderr,
                             on_exit=self._on_exit, **kwargs)
 
+    _exit_fut = None  # set while _make_subprocess_transport cleans up after a failure
+
     def _on_exit(self, returncode):
         if self._returncode is None and self._loop is not None:
             self._process_exited(returncode)
+        fut = self._exit_fut
+        if fut is not None and not fut.done():
+            fut.set_result(returncode)
 
     # Signals go through the Process (3.13's base class would os.kill a reaped pid).
     def send_signal(self, signal):
@@ -396,7 +421,16 @@ class SubprocessMixin:
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException:
+            # (not transport._wait(): with a pipe that failed to connect, the transport
+            # never reaches connection_lost) close() kills the child; wait for its exit.
+            proc = transport._proc
             transport.close()
-            await transport._wait()
+            if proc is not None:
+                for f in (proc.stdin, proc.stdout, proc.stderr):
+                    if f is not None and not f.closed:
+                        f.close()  # a pipe that never got its transport
+                if transport._returncode is None and proc._proc._watching:
+                    transport._exit_fut = self.create_future()
+                    await transport._exit_fut
             raise
         return transport
