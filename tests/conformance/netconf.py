@@ -29,11 +29,20 @@ MODULES = [
     "test_ssl",
     "test_sslproto",
     "test_buffered_proto",
+    # issue 8: pipes and subprocesses (test_events: only its UDP, pipe and subprocess tests)
+    "test_subprocess",
+    "test_unix_events",
+    "test_events",
 ]
+
+# module -> fnmatch patterns of the test method names to run (all when absent)
+_TEST_FILTER = {
+    "test_events": ("test_*pipe*", "test_*datagram*", "test_*udp*", "test_subprocess*"),
+}
 
 # Concrete classes of the CPython modules that pin asyncio's own loops; their mixins are
 # re-instantiated below on the loop under test instead.
-_PINNED_LOOP_WORDS = ("Selector", "Proactor", "Kqueue", "EPoll", "Poll", "Select")
+_PINNED_LOOP_WORDS = ("Selector", "Proactor", "Kqueue", "EPoll", "Poll", "Select", "Watcher")
 
 # mixin name -> (name of the generated class, TestCase base name in the module or None,
 #                name of the method that makes the loop)
@@ -42,6 +51,10 @@ _MIXINS = {
     "BaseTestBufferedProtocol": ("LoopBufferedProtocolTests", None, "new_loop"),
     "BaseStartTLS": ("LoopStartTLSTests", None, "new_loop"),
     "SendfileTestsBase": ("LoopSendfileTests", "test_utils.TestCase", "create_event_loop"),
+    "EventLoopTestsMixin": ("LoopEventTests", "test_utils.TestCase", "create_event_loop"),
+    # "setUp": the mixin has no set-up of its own; the generated class makes self.loop
+    "SubprocessTestsMixin": ("LoopSubprocessEventTests", "test_utils.TestCase", "setUp"),
+    "SubprocessMixin": ("LoopSubprocessTests", "test_utils.TestCase", "setUp"),
 }
 
 PER_TEST_TIMEOUT = float(os.environ.get("NETCONF_TEST_TIMEOUT", "90"))
@@ -91,7 +104,10 @@ def build_suite(module_name: str, kind: str) -> unittest.TestSuite:
                 base = mod
                 for part in base_path.split("."):
                     base = getattr(base, part)
-            ns = {method: lambda self: loop_factory()}
+            if method == "setUp":
+                ns = {"setUp": _loop_setup(base, loop_factory)}
+            else:
+                ns = {method: lambda self: loop_factory()}
             ns.update(_loop_neutral_tests(mod, obj))
             cls = type(gen_name, (obj, base), ns)
             cls.__module__ = mod.__name__
@@ -110,6 +126,9 @@ def build_suite(module_name: str, kind: str) -> unittest.TestSuite:
             classes.append(obj)
 
     loader = unittest.TestLoader()
+    patterns = _TEST_FILTER.get(module_name)
+    if patterns:
+        loader.testNamePatterns = [f"*.{p}" for p in patterns]
     suite = unittest.TestSuite()
     for cls in classes:
         suite.addTests(loader.loadTestsFromTestCase(cls))
@@ -118,6 +137,15 @@ def build_suite(module_name: str, kind: str) -> unittest.TestSuite:
     suite._netconf_policy_factory = policy_factory
     asyncio.set_event_loop_policy(policy_factory())
     return suite
+
+
+def _loop_setup(base, loop_factory):
+    def setUp(self):
+        base.setUp(self)
+        self.loop = loop_factory()
+        self.set_event_loop(self.loop)
+
+    return setUp
 
 
 def _loop_neutral_tests(mod, mixin) -> dict:

@@ -1,0 +1,47 @@
+"""benchmarks/bench_loop.py runs end to end and merges its section into results.json without
+touching the other sections (a tiny run; the real numbers come from `make bench`)."""
+import importlib.util
+import json
+import pathlib
+
+BENCH = pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / "bench_loop.py"
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("bench_loop", BENCH)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+def test_bench_loop_smoke_writes_the_loop_section(tmp_path, capsys):
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"queue": {"kept": True}}))
+    bench = load_bench()
+    bench.main(["--scale", "0.002", "--rounds", "1", "--results", str(results)])
+
+    data = json.loads(results.read_text())
+    assert data["queue"] == {"kept": True}
+    section = data["loop"]
+    loops = section["meta"]["loops"]
+    assert "asyncio" in loops and "uvcore" in loops
+    assert set(section["workloads"]) == {"call_soon", "timers", "tasks"}
+    for name, res in section["workloads"].items():
+        assert res["count"] > 0
+        assert set(res["loops"]) == set(loops)
+        for entry in res["loops"].values():
+            assert len(entry["rounds"]) == 1
+            assert entry["median"] >= 0
+        assert "speedup_vs_asyncio" in res
+    out = capsys.readouterr().out
+    assert "| call_soon" in out and "uvcore vs asyncio" in out
+
+
+def test_bench_loop_only_and_no_save(tmp_path):
+    results = tmp_path / "results.json"
+    bench = load_bench()
+    res = bench.main(["--scale", "0.001", "--rounds", "1", "--only", "timers", "--loops", "asyncio,uvcore",
+                      "--results", str(results), "--no-save"])
+    assert list(res) == ["timers"]
+    assert set(res["timers"]["loops"]) == {"asyncio", "uvcore"}
+    assert not results.exists()
