@@ -10,7 +10,7 @@ BENCH_ARGS  ?=
 
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-.PHONY: all deps venv build test test-core test313 asan bench lab clean
+.PHONY: all deps venv build test test-core test313 asan valgrind bench lab clean
 
 all: build
 
@@ -57,6 +57,18 @@ asan: deps
 	PYTHONPATH=$(CURDIR)/build/asan LD_PRELOAD=$(ASAN_LIB) ASAN_OPTIONS=detect_leaks=0 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 UVCORE_EXPECT_ASAN=1 \
 	  .venv-asan/bin/python -m pytest -m "not slow" -p no:cacheprovider $(PYTEST_ARGS)
+
+# The core tests (loop basics, Queue, PubSub) under valgrind's memcheck: the dev build, the
+# interpreter on plain malloc so memcheck sees every Python allocation. Any memcheck error
+# fails the run; leak checking is off (CPython frees lazily at exit), ASan covers the rest.
+VALGRIND_TESTS ?= tests/test_loop_basics.py tests/test_queue_basics.py tests/test_queue_cancellation.py \
+                  tests/test_pubsub_delivery.py tests/test_pubsub_overflow.py tests/test_pubsub_lifetime.py
+valgrind: build
+	@command -v valgrind >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get install -y -qq valgrind; }
+	PYTHONMALLOC=malloc valgrind --tool=memcheck --error-exitcode=99 --leak-check=no \
+	  --suppressions=.ci/valgrind-python.supp --num-callers=30 \
+	  $(PY) -m pytest -q -p no:cacheprovider -m "not slow" -o timeout=1800 $(VALGRIND_TESTS) $(PYTEST_ARGS)
 
 # make bench BENCH_ARGS=--quick for a short run; BENCH_ARGS="--only loop,net" for some.
 bench: build

@@ -115,6 +115,26 @@ void uvc_stream_close_all(UvcLoop *loop)
     }
 }
 
+static void stream_link_close(UvcLink *link);
+
+/* The open stream transport of this loop whose fd is fd, or NULL (borrowed). For
+ * remove_reader/remove_writer, which asyncio refuses on a transport's fd; a walk over the
+ * registry, done only when the fd has no watcher of the loop's own. */
+PyObject *uvc_stream_find_fd(UvcLoop *loop, int fd)
+{
+    for (UvcLink *link = loop->st->stream_extra; link != NULL; link = link->next) {
+        if (link->loop != loop || link->close != stream_link_close) {
+            continue;
+        }
+        UvcStream *t = (UvcStream *)((char *)link - offsetof(UvcStream, link));
+        uv_os_fd_t tfd;
+        if (t->opened && !t->handle_closing && uv_fileno(&t->uv.handle, &tfd) == 0 && tfd == fd) {
+            return (PyObject *)t;
+        }
+    }
+    return NULL;
+}
+
 /* ---- small helpers ----------------------------------------------------------------------- */
 
 PyObject *uvc_oserror_from_uv(int err)
@@ -567,7 +587,14 @@ static void stream_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         stream_on_eof(t);
         return;
     }
-    stream_fatal_uv_error(t, (int)nread, "Fatal read error on socket transport");
+    stream_fatal_uv_error(t, (int)nread,
+                          t->pipe_mode ? "Fatal read error on pipe transport" : "Fatal read error on socket transport");
+}
+
+/* asyncio's wording, which tells a pipe from a socket */
+static const char *stream_write_error_message(UvcStream *t)
+{
+    return t->pipe_mode ? "Fatal write error on pipe transport" : "Fatal write error on socket transport";
 }
 
 /* ---- writing ----------------------------------------------------------------------------- */
@@ -626,7 +653,7 @@ static void stream_on_write(uv_write_t *req, int status)
         return;
     }
     if (status < 0) {
-        stream_fatal_uv_error(t, status, "Fatal write error on socket transport");
+        stream_fatal_uv_error(t, status, stream_write_error_message(t));
         return;
     }
     stream_maybe_resume_protocol(t);
@@ -720,7 +747,7 @@ static PyObject *stream_write_items(UvcStream *t, PyObject *const *items, Py_ssi
             goto done;
         }
         if (r < 0 && r != UV_EAGAIN && r != UV_ENOSYS) {
-            stream_fatal_uv_error(t, r, "Fatal write error on socket transport");
+            stream_fatal_uv_error(t, r, stream_write_error_message(t));
             result = Py_None;
             goto done;
         }
@@ -760,7 +787,7 @@ static PyObject *stream_write_items(UvcStream *t, PyObject *const *items, Py_ssi
             Py_DECREF(w->objs[i]);
         }
         PyMem_Free(w);
-        stream_fatal_uv_error(t, err, "Fatal write error on socket transport");
+        stream_fatal_uv_error(t, err, stream_write_error_message(t));
         result = Py_None;
         goto done;
     }

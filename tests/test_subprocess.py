@@ -287,3 +287,59 @@ def test_uvcore_run_with_subprocesses_in_a_new_loop():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert uvcore.run(main()) == b"ok"
+
+
+def test_subprocesses_in_a_loop_outside_the_main_thread():
+    # no child watcher: a loop in any thread can run children
+    import threading
+
+    result = {}
+
+    def worker():
+        async def main():
+            p = await asyncio.create_subprocess_exec(PY, "-c", "print(6 * 7)", stdout=PIPE)
+            return (await p.communicate())[0], p.returncode
+
+        result["value"] = uvcore.run(main())
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join(T)
+    assert result["value"] == (b"42\n", 0)
+
+
+def test_transport_repr_and_extra_info(loop):
+    async def main():
+        tr, _ = await loop.subprocess_exec(asyncio.SubprocessProtocol, "cat", stdout=subprocess.DEVNULL,
+                                           stderr=subprocess.DEVNULL)
+        assert f"pid={tr.get_pid()}" in repr(tr) and "running" in repr(tr)
+        child = tr.get_extra_info("subprocess")
+        assert child.pid == tr.get_pid() and child.poll() is None
+        assert tr.get_pipe_transport(0).get_extra_info("pipe") is child.stdin
+        tr.close()  # kills the running child
+        assert await tr._wait() == -signal.SIGKILL
+        assert "returncode=-9" in repr(tr)
+
+    run(loop, main())
+
+
+def test_small_stream_limit_pauses_the_stdout_pipe_and_loses_nothing(loop):
+    size = 1024 * 1024
+    code = f"import sys; sys.stdout.buffer.write(bytes(range(256)) * {size // 256})"
+
+    async def main():
+        p = await asyncio.create_subprocess_exec(PY, "-c", code, stdout=PIPE, limit=1024)
+        stdout_pipe = p._transport.get_pipe_transport(1)
+        got = bytearray()
+        paused_seen = False
+        while True:
+            chunk = await p.stdout.read(512)
+            if not chunk:
+                break
+            got += chunk
+            paused_seen = paused_seen or not stdout_pipe.is_reading()
+        assert await p.wait() == 0
+        assert bytes(got) == bytes(range(256)) * (size // 256)
+        assert paused_seen  # the StreamReader's limit paused the C pipe transport
+
+    run(loop, main())
