@@ -6,6 +6,7 @@ VENV        ?= .venv
 PY          := $(VENV)/bin/python
 APT_PKGS    := build-essential pkg-config libuv1-dev redis-server chromium chromium-driver wrk
 PYTEST_ARGS ?=
+BENCH_ARGS  ?=
 
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
@@ -69,8 +70,9 @@ valgrind: build
 	  --suppressions=.ci/valgrind-python.supp --num-callers=30 \
 	  $(PY) -m pytest -q -p no:cacheprovider -m "not slow" -o timeout=1800 $(VALGRIND_TESTS) $(PYTEST_ARGS)
 
+# make bench BENCH_ARGS=--quick for a short run; BENCH_ARGS="--only loop,net" for some.
 bench: build
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
 
 lab: build
 	$(PY) -m examples.lab.server $(LAB_ARGS)

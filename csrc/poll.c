@@ -244,6 +244,11 @@ PyObject *uvc_poll_remove(UvcLoop *loop, PyObject *fdobj, int writer)
         if (PyErr_Occurred()) {
             return NULL;
         }
+        PyObject *tr = uvc_stream_find_fd(loop, fd);
+        if (tr != NULL) {
+            PyErr_Format(PyExc_RuntimeError, "File descriptor %d is used by transport %R", fd, tr);
+            return NULL;
+        }
         Py_RETURN_FALSE;
     }
     Py_INCREF(po);

@@ -11,9 +11,12 @@
 
 #define UVC_READ_BUFFER_SIZE (256 * 1024)
 #define UVC_LOG_THRESHOLD_FOR_CONNLOST_WRITES 5
-/* A read at least this big makes the next read go straight into a new bytes object (see
- * stream_on_alloc). */
+/* A read at least this big makes the next read go straight into a new bytes object of
+ * UVC_DIRECT_READ_SIZE (see stream_on_alloc). That size stays below glibc's default mmap
+ * threshold (128 KiB), so the object comes from the heap and shrinks in place: a bigger one
+ * would be a fresh mmap, with page faults, for every read. */
 #define UVC_DIRECT_READ_MIN (32 * 1024)
+#define UVC_DIRECT_READ_SIZE (120 * 1024)
 
 struct UvcStream {
     PyObject_HEAD
@@ -110,6 +113,26 @@ void uvc_stream_close_all(UvcLoop *loop)
         }
         link = next;
     }
+}
+
+static void stream_link_close(UvcLink *link);
+
+/* The open stream transport of this loop whose fd is fd, or NULL (borrowed). For
+ * remove_reader/remove_writer, which asyncio refuses on a transport's fd; a walk over the
+ * registry, done only when the fd has no watcher of the loop's own. */
+PyObject *uvc_stream_find_fd(UvcLoop *loop, int fd)
+{
+    for (UvcLink *link = loop->st->stream_extra; link != NULL; link = link->next) {
+        if (link->loop != loop || link->close != stream_link_close) {
+            continue;
+        }
+        UvcStream *t = (UvcStream *)((char *)link - offsetof(UvcStream, link));
+        uv_os_fd_t tfd;
+        if (t->opened && !t->handle_closing && uv_fileno(&t->uv.handle, &tfd) == 0 && tfd == fd) {
+            return (PyObject *)t;
+        }
+    }
+    return NULL;
 }
 
 /* ---- small helpers ----------------------------------------------------------------------- */
@@ -437,14 +460,14 @@ static void stream_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     }
     if (!t->buffered) {
         /* After a big read, expect another: read into a fresh bytes object and shrink it to
-         * the size read, saving a copy of up to 256 KiB per read (the data must end up in a
+         * the size read, saving a copy of up to 120 KiB per read (the data must end up in a
          * bytes object for data_received anyway). Small reads are cheaper to copy than a
          * big allocation is to make and shrink. */
         if (t->last_read >= UVC_DIRECT_READ_MIN) {
-            t->rbytes = PyBytes_FromStringAndSize(NULL, UVC_READ_BUFFER_SIZE);
+            t->rbytes = PyBytes_FromStringAndSize(NULL, UVC_DIRECT_READ_SIZE);
             if (t->rbytes != NULL) {
                 buf->base = PyBytes_AS_STRING(t->rbytes);
-                buf->len = UVC_READ_BUFFER_SIZE;
+                buf->len = UVC_DIRECT_READ_SIZE;
                 return;
             }
             PyErr_Clear(); /* out of memory: the shared buffer below still works */
@@ -534,7 +557,7 @@ static void stream_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             if (direct != NULL) {
                 data = direct;
                 direct = NULL;
-                if (nread < UVC_READ_BUFFER_SIZE && _PyBytes_Resize(&data, nread) < 0) {
+                if (nread < UVC_DIRECT_READ_SIZE && _PyBytes_Resize(&data, nread) < 0) {
                     data = NULL;
                 }
             } else {
@@ -564,7 +587,14 @@ static void stream_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         stream_on_eof(t);
         return;
     }
-    stream_fatal_uv_error(t, (int)nread, "Fatal read error on socket transport");
+    stream_fatal_uv_error(t, (int)nread,
+                          t->pipe_mode ? "Fatal read error on pipe transport" : "Fatal read error on socket transport");
+}
+
+/* asyncio's wording, which tells a pipe from a socket */
+static const char *stream_write_error_message(UvcStream *t)
+{
+    return t->pipe_mode ? "Fatal write error on pipe transport" : "Fatal write error on socket transport";
 }
 
 /* ---- writing ----------------------------------------------------------------------------- */
@@ -623,7 +653,7 @@ static void stream_on_write(uv_write_t *req, int status)
         return;
     }
     if (status < 0) {
-        stream_fatal_uv_error(t, status, "Fatal write error on socket transport");
+        stream_fatal_uv_error(t, status, stream_write_error_message(t));
         return;
     }
     stream_maybe_resume_protocol(t);
@@ -717,7 +747,7 @@ static PyObject *stream_write_items(UvcStream *t, PyObject *const *items, Py_ssi
             goto done;
         }
         if (r < 0 && r != UV_EAGAIN && r != UV_ENOSYS) {
-            stream_fatal_uv_error(t, r, "Fatal write error on socket transport");
+            stream_fatal_uv_error(t, r, stream_write_error_message(t));
             result = Py_None;
             goto done;
         }
@@ -757,7 +787,7 @@ static PyObject *stream_write_items(UvcStream *t, PyObject *const *items, Py_ssi
             Py_DECREF(w->objs[i]);
         }
         PyMem_Free(w);
-        stream_fatal_uv_error(t, err, "Fatal write error on socket transport");
+        stream_fatal_uv_error(t, err, stream_write_error_message(t));
         result = Py_None;
         goto done;
     }

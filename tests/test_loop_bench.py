@@ -4,6 +4,8 @@ import importlib.util
 import json
 import pathlib
 
+import pytest
+
 BENCH = pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / "bench_loop.py"
 
 
@@ -45,3 +47,37 @@ def test_bench_loop_only_and_no_save(tmp_path):
     assert list(res) == ["timers"]
     assert set(res["timers"]["loops"]) == {"asyncio", "uvcore"}
     assert not results.exists()
+
+
+RUN_ALL = BENCH.parent / "run_all.py"
+
+
+def load_run_all():
+    spec = importlib.util.spec_from_file_location("run_all", RUN_ALL)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_run_all_finds_every_benchmark_and_knows_their_quick_options():
+    run_all = load_run_all()
+    names = run_all.discover()
+    assert names[:2] == ["loop", "net"]
+    assert set(names) == {p.stem[len("bench_"):] for p in BENCH.parent.glob("bench_*.py")}
+    assert set(run_all.QUICK_ARGS) <= set(names)
+
+
+def test_run_all_quick_runs_the_chosen_benchmark_and_prints_its_table(capsys):
+    run_all = load_run_all()
+    assert run_all.main(["--quick", "--only", "loop", "--no-save"]) == 0
+    out = capsys.readouterr().out
+    summary = out[out.index("##### all benchmark tables"):]
+    assert "=== bench_loop: ok" in summary
+    assert "| tasks" in summary
+
+
+def test_run_all_rejects_an_unknown_benchmark():
+    run_all = load_run_all()
+    with pytest.raises(SystemExit) as info:
+        run_all.main(["--only", "nosuch"])
+    assert info.value.code == 2

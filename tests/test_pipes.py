@@ -290,3 +290,39 @@ def test_connect_pipe_on_a_closed_loop_raises(loop):
         coro = uvcore.Loop.connect_read_pipe(loop, asyncio.Protocol, f)
         with pytest.raises(RuntimeError, match="closed"):
             coro.send(None)
+
+
+def test_write_error_is_logged_as_a_pipe_error_in_debug_mode(loop, caplog):
+    async def main():
+        r, w = os.pipe()
+        loop.set_debug(True)
+        tr, proto = await loop.connect_write_pipe(Writer, open(w, "wb", buffering=0))
+        os.close(r)
+        tr.write(b"x")  # the kernel refuses at once: EPIPE
+        assert isinstance(await proto.lost, BrokenPipeError)
+        loop.set_debug(False)
+
+    with caplog.at_level("DEBUG", logger="asyncio"):
+        run(loop, main())
+    assert "Fatal write error on pipe transport" in caplog.text
+
+
+def test_fd_watchers_refuse_a_transports_fd(loop):
+    async def main():
+        r, w = os.pipe()
+        tr, proto = await loop.connect_read_pipe(Reader, open(r, "rb", buffering=0))
+        fd = tr._fileno
+        with pytest.raises(RuntimeError, match="is used by transport"):
+            loop.add_reader(fd, print)
+        with pytest.raises(RuntimeError, match="is used by transport"):
+            loop.remove_reader(fd)
+        with pytest.raises(RuntimeError, match="is used by transport"):
+            loop.remove_writer(fd)
+        with pytest.raises(ValueError, match="Invalid file object"):
+            loop.remove_reader(object())
+        tr.close()
+        await proto.lost
+        assert loop.remove_reader(fd) is False  # closed: the fd is nobody's now
+        os.close(w)
+
+    run(loop, main())

@@ -321,3 +321,25 @@ def test_transport_repr_and_extra_info(loop):
         assert "returncode=-9" in repr(tr)
 
     run(loop, main())
+
+
+def test_small_stream_limit_pauses_the_stdout_pipe_and_loses_nothing(loop):
+    size = 1024 * 1024
+    code = f"import sys; sys.stdout.buffer.write(bytes(range(256)) * {size // 256})"
+
+    async def main():
+        p = await asyncio.create_subprocess_exec(PY, "-c", code, stdout=PIPE, limit=1024)
+        stdout_pipe = p._transport.get_pipe_transport(1)
+        got = bytearray()
+        paused_seen = False
+        while True:
+            chunk = await p.stdout.read(512)
+            if not chunk:
+                break
+            got += chunk
+            paused_seen = paused_seen or not stdout_pipe.is_reading()
+        assert await p.wait() == 0
+        assert bytes(got) == bytes(range(256)) * (size // 256)
+        assert paused_seen  # the StreamReader's limit paused the C pipe transport
+
+    run(loop, main())

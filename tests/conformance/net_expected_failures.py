@@ -17,8 +17,6 @@ EXPECTED_FAILURES: dict = {
         "loop.close() closes open pipe transports (libuv handles die with the loop): repr says closed",
     "test_events.LoopEventTests.test_datagram_send_to_non_listening_address":
         "3.13: I/O callbacks run in the poll, before the already-queued first step of the awaiter",
-    "test_unix_events.TestFunctional.test_add_reader_or_writer_transport_fd":
-        "remove_reader/remove_writer on a transport's fd return False instead of RuntimeError",
 }
 
 # Tests whose outcome depends on timing on a loaded 2-core machine or on the tests run
