@@ -6,10 +6,11 @@ VENV        ?= .venv
 PY          := $(VENV)/bin/python
 APT_PKGS    := build-essential pkg-config libuv1-dev redis-server chromium chromium-driver wrk
 PYTEST_ARGS ?=
+BENCH_ARGS  ?=
 
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-.PHONY: all deps venv build test test-core test313 asan bench lab clean
+.PHONY: all deps venv build test test-core test313 asan valgrind bench lab clean
 
 all: build
 
@@ -57,8 +58,21 @@ asan: deps
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 UVCORE_EXPECT_ASAN=1 \
 	  .venv-asan/bin/python -m pytest -m "not slow" -p no:cacheprovider $(PYTEST_ARGS)
 
+# The core tests (loop basics, Queue, PubSub) under valgrind's memcheck: the dev build, the
+# interpreter on plain malloc so memcheck sees every Python allocation. Any memcheck error
+# fails the run; leak checking is off (CPython frees lazily at exit), ASan covers the rest.
+VALGRIND_TESTS ?= tests/test_loop_basics.py tests/test_queue_basics.py tests/test_queue_cancellation.py \
+                  tests/test_pubsub_delivery.py tests/test_pubsub_overflow.py tests/test_pubsub_lifetime.py
+valgrind: build
+	@command -v valgrind >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get install -y -qq valgrind; }
+	PYTHONMALLOC=malloc valgrind --tool=memcheck --error-exitcode=99 --leak-check=no \
+	  --suppressions=.ci/valgrind-python.supp --num-callers=30 \
+	  $(PY) -m pytest -q -p no:cacheprovider -m "not slow" -o timeout=1800 $(VALGRIND_TESTS) $(PYTEST_ARGS)
+
+# make bench BENCH_ARGS=--quick for a short run; BENCH_ARGS="--only loop,net" for some.
 bench: build
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
 
 lab: build
 	$(PY) -m examples.lab.server $(LAB_ARGS)

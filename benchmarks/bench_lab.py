@@ -3,9 +3,14 @@
 N clients (100, 1,000, 5,000) hold a graphql-transport-ws subscription to one room; a
 mutation sends a message and we time its fan-out: deliveries/s and the latency from just
 before the mutation is sent to each client's receipt (p50, p99). The server (FastAPI +
-uvicorn, uvcore.PubSub) runs on asyncio, uvloop and uvcore in turn, one child process each;
-the clients run in another child process (on uvloop), so the load never shares the
-server's core. Each (loop, N) pair runs >= 5 rounds; the table shows medians.
+uvicorn, uvcore.PubSub) runs on asyncio, uvloop and uvcore: one server process per loop,
+each with its own client process (on uvloop), so client work is never the server's. All
+are connected at once and the rounds go to the loops in turn, so that the machine's load
+changes hit every loop alike.
+The server process's own CPU time per delivery (from /proc) is reported too: on a machine
+with few cores the single client process can set the pace, and then CPU time is what shows
+the server loop's cost. Each (loop, N) pair runs 5 rounds (after a warm-up one); the
+table shows medians.
 
 Run: .venv/bin/python benchmarks/bench_lab.py [--sizes 100,1000,5000] [--rounds 5]
 Writes benchmarks/results.json (key "lab") and benchmarks/lab.png.
@@ -14,12 +19,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -41,6 +48,14 @@ def raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc), to charge the server alone."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # fields[0] is the state (field 3 of stat); utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: List[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -49,9 +64,12 @@ def percentile(values: List[float], q: float) -> float:
 # -- the load process ---------------------------------------------------------------------
 
 
-async def load(url: str, n: int, messages: int, rounds: int) -> Dict[str, Any]:
-    """Runs in the load child: n subscribers, then `rounds` rounds of `messages` mutations,
-    each sent when the previous one has reached every subscriber."""
+async def load(url: str, n: int, messages: int, server_pid: int) -> None:
+    """Runs in the load child: connects n subscribers and prints "ready"; then for each "go"
+    line on stdin runs one round of `messages` mutations, each sent when the previous one
+    has reached every subscriber, and prints the round's figures as a JSON line. Each round
+    is also charged the server process's CPU time, which the client side's own speed does
+    not distort. Ends on "stop" or end of input."""
     import aiohttp
     import websockets
 
@@ -95,7 +113,6 @@ async def load(url: str, n: int, messages: int, rounds: int) -> Dict[str, Any]:
 
     gate = asyncio.Semaphore(100)  # connections being opened at once
     clients = [asyncio.ensure_future(subscriber(gate)) for _ in range(n)]
-    results: Dict[str, Any] = {"rounds": []}
     # A fan-out to thousands of clients can outlast uvicorn's 5 s keep-alive: drop idle
     # connections first, so a mutation never races the server closing its connection.
     connector = aiohttp.TCPConnector(keepalive_timeout=1.0)
@@ -107,8 +124,13 @@ async def load(url: str, n: int, messages: int, rounds: int) -> Dict[str, Any]:
                 if (await response.json())["pubsub"]["subscribers"] >= n:
                     break
             await asyncio.sleep(0.01)
-        for round_no in range(rounds + 1):  # round 0 warms up
+        print("ready", flush=True)
+        loop = asyncio.get_running_loop()
+        round_no = 0
+        while (await loop.run_in_executor(None, sys.stdin.readline)).strip() == "go":
+            round_no += 1
             latencies.clear()
+            cpu_start = process_cpu_seconds(server_pid)
             start = time.perf_counter()
             for i in range(messages):
                 text = f"r{round_no}m{i}"
@@ -120,21 +142,21 @@ async def load(url: str, n: int, messages: int, rounds: int) -> Dict[str, Any]:
                     assert (await response.json())["data"]["sendMessage"]["id"]
                 await asyncio.wait_for(complete[text].wait(), 120)
             elapsed = time.perf_counter() - start
-            if round_no:
-                results["rounds"].append({
-                    "deliveries_per_s": n * messages / elapsed,
-                    "p50_ms": percentile(latencies, 0.50) * 1e3,
-                    "p99_ms": percentile(latencies, 0.99) * 1e3,
-                })
+            server_cpu = process_cpu_seconds(server_pid) - cpu_start
+            print(json.dumps({
+                "deliveries_per_s": n * messages / elapsed,
+                "p50_ms": percentile(latencies, 0.50) * 1e3,
+                "p99_ms": percentile(latencies, 0.99) * 1e3,
+                "server_cpu_us_per_delivery": server_cpu * 1e6 / (n * messages),
+            }), flush=True)
     stop.set()
     for client in clients:
         client.cancel()
     await asyncio.gather(*clients, return_exceptions=True)
-    return results
 
 
 def load_child(argv: List[str]) -> None:
-    url, n, messages, rounds = argv[0], int(argv[1]), int(argv[2]), int(argv[3])
+    url, n, messages, server_pid = argv[0], int(argv[1]), int(argv[2]), int(argv[3])
     raise_fd_limit()
     try:
         import uvloop
@@ -142,34 +164,89 @@ def load_child(argv: List[str]) -> None:
         runner = uvloop.run
     except ImportError:
         runner = asyncio.run
-    print(json.dumps(runner(load(url, n, messages, rounds))))
+    runner(load(url, n, messages, server_pid))
 
 
 # -- the parent: servers, load children, the table ----------------------------------------
 
 
-def run_case(loop: str, n: int, rounds: int, messages: Optional[int] = None) -> Dict[str, Any]:
+class LoadProcess:
+    """The load child for one server: started at once, driven round by round."""
+
+    def __init__(self, server: Any, n: int, messages: int) -> None:
+        self.server = server
+        self.errors = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--load-child", server.url, str(n), str(messages), str(server.proc.pid)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errors, text=True, cwd=REPO,
+        )
+
+    def line(self) -> str:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:  # the child ended: it raised (a timeout included), say why
+            self.proc.wait()
+            self.errors.seek(0)
+            raise RuntimeError(f"load process failed:\n{self.errors.read()[-3000:]}\n{self.server.output()[-3000:]}")
+        return line
+
+    def wait_ready(self) -> None:
+        assert self.line().strip() == "ready"
+
+    def round(self) -> Dict[str, float]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+        return json.loads(self.line())
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                assert self.proc.stdin is not None
+                self.proc.stdin.write("stop\n")
+                self.proc.stdin.close()
+                self.proc.wait(60)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+        self.errors.close()
+
+
+def run_size(loops: List[str], n: int, rounds: int, messages: Optional[int] = None) -> Dict[str, Dict[str, Any]]:
+    """One server per loop and one load process each, all connected at once; then rounds
+    go to the loops in turn (the order rotating every round), so a change in the machine's
+    load (shared cores) hits every loop alike. Idle servers and clients cost no CPU."""
     from examples.lab.harness import LabServer
 
     messages = messages or max(5, DELIVERIES_PER_ROUND // n)
-    with LabServer(server="fastapi", loop=loop) as server:
-        proc = subprocess.run(
-            [sys.executable, __file__, "--load-child", server.url, str(n), str(messages), str(rounds)],
-            capture_output=True, text=True, timeout=1800, cwd=REPO,
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(f"load process failed ({loop}, N={n}):\n{proc.stderr[-3000:]}\n{server.output()[-3000:]}")
-        served_on = server.stats()["loop"]
-    if not served_on.startswith(loop):
-        raise RuntimeError(f"asked for the {loop} loop, the server ran on {served_on}")
-    rounds_data = json.loads(proc.stdout)["rounds"]
+    with contextlib.ExitStack() as stack:
+        servers = {loop: stack.enter_context(LabServer(server="fastapi", loop=loop)) for loop in loops}
+        for loop, server in servers.items():
+            served_on = server.stats()["loop"]
+            if not served_on.startswith(loop):
+                raise RuntimeError(f"asked for the {loop} loop, the server ran on {served_on}")
+        loads = {}
+        for loop in loops:
+            loads[loop] = LoadProcess(servers[loop], n, messages)
+            stack.callback(loads[loop].close)
+        for load_process in loads.values():
+            load_process.wait_ready()
+        per_loop: Dict[str, List[Dict[str, float]]] = {loop: [] for loop in loops}
+        for round_no in range(rounds + 1):  # round 0 warms up
+            order = loops[round_no % len(loops):] + loops[:round_no % len(loops)]
+            for loop in order:
+                figures = loads[loop].round()
+                if round_no:
+                    per_loop[loop].append(figures)
     return {
-        "n": n,
-        "messages_per_round": messages,
-        "rounds": len(rounds_data),
-        "deliveries_per_s": statistics.median(r["deliveries_per_s"] for r in rounds_data),
-        "p50_ms": statistics.median(r["p50_ms"] for r in rounds_data),
-        "p99_ms": statistics.median(r["p99_ms"] for r in rounds_data),
+        loop: {
+            "n": n,
+            "messages_per_round": messages,
+            "rounds": len(data),
+            **{key: statistics.median(r[key] for r in data)
+               for key in ("deliveries_per_s", "p50_ms", "p99_ms", "server_cpu_us_per_delivery")},
+        }
+        for loop, data in per_loop.items()
     }
 
 
@@ -181,21 +258,34 @@ def chart(results: Dict[str, Any], path: Path) -> None:
 
     loops = [loop for loop in LOOPS if results["loops"].get(loop, {}).get("cases")]
     sizes = results["sizes"]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    panels = (
+        ("deliveries_per_s", "deliveries/s\n(higher is better)", False),
+        ("p99_ms", "p99 latency mutation -> client, ms\n(lower is better; log scale)", True),
+        ("server_cpu_us_per_delivery", "server CPU time per delivery, \u00b5s\n(lower is better)", False),
+    )
+    colors = {"asyncio": "#9e9e9e", "uvloop": "#4c72b0", "uvcore": "#dd8452"}
+    fig, axes = plt.subplots(1, len(panels), figsize=(14, 4.6))
     width = 0.8 / max(1, len(loops))
-    for i, loop in enumerate(loops):
-        cases = {c["n"]: c for c in results["loops"][loop]["cases"]}
-        xs = [j + i * width for j in range(len(sizes))]
-        left.bar(xs, [cases[n]["deliveries_per_s"] if n in cases else 0 for n in sizes], width, label=loop)
-        right.bar(xs, [cases[n]["p99_ms"] if n in cases else 0 for n in sizes], width, label=loop)
-    for ax, title in ((left, "deliveries/s (higher is better)"), (right, "p99 latency mutation -> client, ms (lower is better)")):
+    for ax, (key, title, log) in zip(axes, panels):
+        for i, loop in enumerate(loops):
+            cases = {c["n"]: c for c in results["loops"][loop]["cases"]}
+            xs = [j + i * width for j in range(len(sizes))]
+            values = [cases[n].get(key, 0) if n in cases else 0 for n in sizes]
+            ax.bar(xs, values, width, label=loop, color=colors.get(loop))
+        if log:
+            ax.set_yscale("log")
         ax.set_xticks([j + width * (len(loops) - 1) / 2 for j in range(len(sizes))])
-        ax.set_xticklabels([f"{n:,} subscribers" for n in sizes])
+        ax.set_xticklabels([f"{n:,}" for n in sizes])
+        ax.set_xlabel("WebSocket subscribers")
         ax.set_title(title, fontsize=10)
-        ax.legend()
-    fig.suptitle("Lab server: GraphQL subscriptions over WebSocket (FastAPI + Strawberry + uvcore.PubSub)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+        ax.grid(axis="y", alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, [f"server on {label}" for label in labels], loc="lower center", ncol=len(loops))
+    fig.suptitle("Lab server: Strawberry GraphQL subscriptions over WebSocket "
+                 "(FastAPI + uvicorn + uvcore.PubSub), server loop compared; median of "
+                 f"{results.get('rounds', 5)} rounds", fontsize=11)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.savefig(path, dpi=100)
 
 
 def save(results: Dict[str, Any], path: Path) -> None:
@@ -220,7 +310,11 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=None,
                         help=f"messages per round (default: {DELIVERIES_PER_ROUND:,} deliveries / N, at least 5)")
     parser.add_argument("--no-save", action="store_true", help="print only; leave results.json and the chart alone")
+    parser.add_argument("--chart-only", action="store_true", help="redraw lab.png from results.json, run nothing")
     args = parser.parse_args()
+    if args.chart_only:
+        chart(json.loads((HERE / "results.json").read_text())["lab"], HERE / "lab.png")
+        return
     raise_fd_limit()
     sizes = [int(s) for s in args.sizes.split(",")]
     results: Dict[str, Any] = {
@@ -228,26 +322,31 @@ def main() -> None:
         "server": "fastapi+uvicorn, strawberry, uvcore.PubSub",
         "sizes": sizes,
         "loops": {},
+        "rounds": args.rounds,
+        "python": sys.version.split()[0],
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "cpus": os.cpu_count(),
     }
-    for loop in args.loops.split(","):
-        cases = []
-        for n in sizes:
-            case = run_case(loop, n, args.rounds, args.messages)
+    loops = args.loops.split(",")
+    for loop in loops:
+        results["loops"][loop] = {"cases": []}
+    for n in sizes:
+        for loop, case in run_size(loops, n, args.rounds, args.messages).items():
             print(f"{loop:>8} N={n:>5}: {case['deliveries_per_s']:>9,.0f} deliveries/s  "
-                  f"p50 {case['p50_ms']:7.1f} ms  p99 {case['p99_ms']:7.1f} ms", flush=True)
-            cases.append(case)
-        results["loops"][loop] = {"cases": cases}
+                  f"p50 {case['p50_ms']:7.1f} ms  p99 {case['p99_ms']:7.1f} ms  "
+                  f"server CPU {case['server_cpu_us_per_delivery']:6.1f} us/delivery", flush=True)
+            results["loops"][loop]["cases"].append(case)
 
     base = {c["n"]: c for c in results["loops"].get("asyncio", {}).get("cases", [])}
     print()
-    print(f"{'loop':>8} {'N':>6} {'deliveries/s':>13} {'vs asyncio':>10} {'p50 ms':>8} {'p99 ms':>8}")
-    for loop, entry in results["loops"].items():
-        for case in entry.get("cases", []):
-            ratio = case["deliveries_per_s"] / base[case["n"]]["deliveries_per_s"] if case["n"] in base else float("nan")
-            print(f"{loop:>8} {case['n']:>6} {case['deliveries_per_s']:>13,.0f} {ratio:>9.2f}x "
-                  f"{case['p50_ms']:>8.1f} {case['p99_ms']:>8.1f}")
+    print(f"{'loop':>8} {'N':>6} {'deliveries/s':>13} {'vs asyncio':>10} {'p50 ms':>8} {'p99 ms':>8} "
+          f"{'server CPU us/delivery':>23}")
+    for n in sizes:
+        for loop in loops:
+            case = next(c for c in results["loops"][loop]["cases"] if c["n"] == n)
+            ratio = case["deliveries_per_s"] / base[n]["deliveries_per_s"] if n in base else float("nan")
+            print(f"{loop:>8} {n:>6} {case['deliveries_per_s']:>13,.0f} {ratio:>9.2f}x "
+                  f"{case['p50_ms']:>8.1f} {case['p99_ms']:>8.1f} {case['server_cpu_us_per_delivery']:>23.1f}")
     if not args.no_save:
         save(results, HERE / "results.json")
         chart(results, HERE / "lab.png")

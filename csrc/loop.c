@@ -585,7 +585,9 @@ static PyObject *loop_create_task(UvcLoop *self, PyObject *const *args, size_t n
             return NULL;
         }
     }
-    if (uvc_loop_check_closed(self) < 0) {
+    /* Checked before the Task exists: its constructor's call_soon would refuse too, but only
+     * after a Task that can never run was made (and later reported as destroyed pending). */
+    if (uvc_loop_check_closed(self) < 0 || loop_check_thread(self) < 0) {
         return NULL;
     }
     if (self->task_factory == NULL) {

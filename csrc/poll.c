@@ -132,6 +132,18 @@ static void poller_on_event(uv_poll_t *p, int status, int events)
     Py_DECREF(po);
 }
 
+/* The fd of an int or an object with fileno(); ValueError("Invalid file object") otherwise,
+ * as asyncio's selectors raise it. */
+static int poll_fd_of(PyObject *obj)
+{
+    int fd = PyObject_AsFileDescriptor(obj);
+    if (fd < 0 && PyErr_ExceptionMatches(PyExc_TypeError)) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_ValueError, "Invalid file object: %R", obj);
+    }
+    return fd;
+}
+
 PyObject *uvc_poll_add(UvcLoop *loop, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, int writer)
 {
     const char *name = writer ? "add_writer" : "add_reader";
@@ -143,7 +155,7 @@ PyObject *uvc_poll_add(UvcLoop *loop, PyObject *const *args, Py_ssize_t nargs, P
         PyErr_Format(PyExc_TypeError, "%s() takes fd, callback and *args", name);
         return NULL;
     }
-    int fd = PyObject_AsFileDescriptor(args[0]);
+    int fd = poll_fd_of(args[0]);
     if (fd < 0) {
         return NULL;
     }
@@ -180,7 +192,7 @@ PyObject *uvc_poll_add(UvcLoop *loop, PyObject *const *args, Py_ssize_t nargs, P
             po->poll = NULL;
             Py_DECREF(po);
             if (err == UV_EEXIST) {
-                PyErr_Format(PyExc_RuntimeError, "File descriptor %d is used by a transport", fd);
+                PyErr_Format(PyExc_RuntimeError, "File descriptor %d is used by transport", fd);
             } else {
                 errno = -err;
                 PyErr_SetFromErrno(PyExc_OSError);
@@ -218,7 +230,7 @@ error:
 
 PyObject *uvc_poll_remove(UvcLoop *loop, PyObject *fdobj, int writer)
 {
-    int fd = PyObject_AsFileDescriptor(fdobj);
+    int fd = poll_fd_of(fdobj);
     if (fd < 0) {
         return NULL;
     }
@@ -230,6 +242,11 @@ PyObject *uvc_poll_remove(UvcLoop *loop, PyObject *fdobj, int writer)
     if (po == NULL) {
         Py_DECREF(key);
         if (PyErr_Occurred()) {
+            return NULL;
+        }
+        PyObject *tr = uvc_stream_find_fd(loop, fd);
+        if (tr != NULL) {
+            PyErr_Format(PyExc_RuntimeError, "File descriptor %d is used by transport %R", fd, tr);
             return NULL;
         }
         Py_RETURN_FALSE;

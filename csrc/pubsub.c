@@ -8,6 +8,7 @@
 
 #include <stdint.h>
 #include <string.h>
+#include <pythread.h>
 #include "structmember.h"
 
 #if PY_VERSION_HEX >= 0x030C0000
@@ -99,6 +100,8 @@ struct UvcPubSub {
     PyObject *s_set_result, *s_create_future, *s_done, *s_cancelled; /* interned names */
     uint64_t seq, published, delivered, dropped;
     Py_ssize_t nsubs;
+    Py_ssize_t nwaits;          /* suspended __anext__ awaitables (UvcWait with a future) */
+    unsigned long wait_thread;  /* thread whose loop made the newest of those futures */
     Py_ssize_t def_maxsize;
     uvc_overflow def_overflow;
     int closed;
@@ -790,14 +793,35 @@ static void uvc_sub_refill(UvcSubscription *s)
     }
 }
 
+/* 1 when fut's loop is closed; 0 otherwise or when that cannot be told (errors are
+ * discarded: the caller is handling an exception already, which stays set). */
+static int uvc_future_loop_closed(PyObject *fut)
+{
+    PyObject *exc = PyErr_GetRaisedException_compat();
+    int closed = 0;
+    PyObject *loop = PyObject_CallMethod(fut, "get_loop", NULL);
+    if (loop != NULL) {
+        PyObject *r = PyObject_CallMethod(loop, "is_closed", NULL);
+        closed = (r == Py_True);
+        Py_XDECREF(r);
+        Py_DECREF(loop);
+    }
+    PyErr_Clear();
+    PyErr_SetRaisedException_compat(exc);
+    return closed;
+}
+
 /* Wake a suspended __anext__ (the future gets None; the message is taken when it resumes,
  * so a cancelled waiter loses nothing). Takes the reference to fut. */
 static void uvc_wake(UvcPubSub *ps, PyObject *fut)
 {
     PyObject *r = PyObject_CallMethodOneArg(fut, ps->s_set_result, Py_None);
     if (r == NULL) {
-        /* Already cancelled (its task was cancelled): nothing to wake. */
-        if (PyErr_ExceptionMatches(ps->st->InvalidStateError)) {
+        /* Already cancelled (its task was cancelled): nothing to wake. Or its loop was
+         * closed under a suspended task (a subscription outliving its loop, then closed
+         * or published to): the task is gone with its loop, nothing to wake either. */
+        if (PyErr_ExceptionMatches(ps->st->InvalidStateError) ||
+            (PyErr_ExceptionMatches(PyExc_RuntimeError) && uvc_future_loop_closed(fut))) {
             PyErr_Clear();
         } else {
             PyErr_WriteUnraisable(fut);
@@ -845,6 +869,9 @@ static int wait_traverse(UvcWait *self, visitproc visit, void *arg)
 /* Forget our future; if the subscription still points at it, nobody waits on it anymore. */
 static void wait_forget(UvcWait *self)
 {
+    if (self->fut != NULL && self->sub != NULL && self->sub->broker != NULL) {
+        self->sub->broker->nwaits--;
+    }
     if (self->sub != NULL && self->fut != NULL && self->sub->waiter == self->fut) {
         Py_CLEAR(self->sub->waiter);
     }
@@ -959,6 +986,8 @@ static int wait_step(UvcWait *self, PyObject *arg, PyObject **result)
         self->fut = fut;
         self->fut_iter = it;
         s->waiter = Py_NewRef(fut);
+        s->broker->nwaits++;
+        s->broker->wait_thread = PyThread_get_thread_ident();
     }
 }
 
@@ -1071,8 +1100,27 @@ static PyObject *sub_anext(UvcSubscription *s)
     return (PyObject *)w;
 }
 
+/* Waking a suspended __anext__ from another thread would set its Future there: the loop's
+ * call_soon refuses, and the Future is left done with its task never resumed (a subscriber
+ * hung for good). So while some task waits, calls that may wake one must come from the
+ * thread of that task's loop; checked before anything changes. */
+static int uvc_pubsub_check_thread(UvcPubSub *ps, const char *fname)
+{
+    if (ps->nwaits > 0 && ps->wait_thread != PyThread_get_thread_ident()) {
+        PyErr_Format(PyExc_RuntimeError,
+                     "%s() called from a thread other than the one whose event loop its "
+                     "subscribers wait in; use loop.call_soon_threadsafe()",
+                     fname);
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *sub_aclose(UvcSubscription *s, PyObject *unused)
 {
+    if (s->broker != NULL && uvc_pubsub_check_thread(s->broker, "aclose") < 0) {
+        return NULL;
+    }
     uvc_sub_end(s, SUB_CLOSED);
     return uvc_ready_new(s->broker->st, Py_None);
 }
@@ -1610,6 +1658,9 @@ static PyObject *uvc_publish(UvcPubSub *ps, PyObject *const *args, Py_ssize_t na
         PyErr_Format(PyExc_RuntimeError, "%s() on a closed PubSub", fname);
         return NULL;
     }
+    if (uvc_pubsub_check_thread(ps, fname) < 0) {
+        return NULL;
+    }
     PyObject *channel = uvc_channel_name(args[0], "channel");
     if (channel == NULL) {
         return NULL;
@@ -1779,7 +1830,13 @@ static PyObject *uvc_pubsub_close(UvcPubSub *ps)
     return uvc_ready_new(ps->st, Py_None);
 }
 
-static PyObject *ps_aclose(UvcPubSub *ps, PyObject *unused) { return uvc_pubsub_close(ps); }
+static PyObject *ps_aclose(UvcPubSub *ps, PyObject *unused)
+{
+    if (uvc_pubsub_check_thread(ps, "aclose") < 0) {
+        return NULL;
+    }
+    return uvc_pubsub_close(ps);
+}
 
 static PyObject *ps_aenter(UvcPubSub *ps, PyObject *unused) { return uvc_ready_new(ps->st, (PyObject *)ps); }
 

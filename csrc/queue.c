@@ -6,6 +6,7 @@
 #include "uvcore.h"
 #include <math.h>
 #include <structmember.h>
+#include <pythread.h>
 
 #if PY_VERSION_HEX < 0x030A0000
 /* am_send and its result type are 3.10+; on 3.9 the same values drive tp_iternext. */
@@ -73,6 +74,7 @@ typedef struct {
     PyObject *weakreflist;
     Py_ssize_t capacity;  /* maxsize as a size: full() when qsize >= capacity; 0 = unbounded */
     Py_ssize_t unfinished;
+    unsigned long wait_thread; /* thread whose loop made the newest waiter future */
     char is_shutdown;
     unsigned char kind;   /* UVC_QUEUE_*, from the uvcore base class */
     unsigned char custom; /* a Python subclass overrides _init/_put/_get: call them */
@@ -389,6 +391,7 @@ static PyObject *uvc_queue_new_waiter(UvcQueue *q, PyObject *waiters)
     if (fut == NULL) {
         return NULL;
     }
+    q->wait_thread = PyThread_get_thread_ident();
     PyObject *args[2] = {waiters, fut};
     PyObject *r = PyObject_Vectorcall(QC(st, QC_DEQUE_APPEND), args, 2, NULL);
     if (r == NULL) {
@@ -407,9 +410,28 @@ error:
 /* ------------------------------------------------------------------------------------ */
 /* Non-waiting operations                                                                */
 
+/* Waking a waiter from another thread would set its Future there: the loop's call_soon
+ * refuses, the Future is left done with its task never resumed, and the item is already
+ * moved. So refuse before changing anything, while some task waits on this queue. */
+static int uvc_queue_check_thread(UvcQueue *q)
+{
+    if (q->wait_thread != 0 && q->wait_thread != PyThread_get_thread_ident() &&
+        (uvc_waiters_len(q->getters) > 0 || uvc_waiters_len(q->putters) > 0 ||
+         uvc_waiters_len(q->joiners) > 0)) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "Queue used from a thread other than the one whose event loop waits on "
+                        "it; use loop.call_soon_threadsafe()");
+        return -1;
+    }
+    return 0;
+}
+
 /* put_nowait(): 0, or -1 with QueueShutDown/QueueFull/an error of _put. */
 static int uvc_queue_put_nowait_impl(UvcQueue *q, PyObject *item)
 {
+    if (uvc_queue_check_thread(q) < 0) {
+        return -1;
+    }
     if (q->is_shutdown) {
         PyErr_SetNone(q->st->QueueShutDown);
         return -1;
@@ -434,6 +456,9 @@ static int uvc_queue_put_nowait_impl(UvcQueue *q, PyObject *item)
 /* Take an item when there is one (the queue is known not to be empty). New reference. */
 static PyObject *uvc_queue_take_and_wake(UvcQueue *q)
 {
+    if (uvc_queue_check_thread(q) < 0) {
+        return NULL;
+    }
     PyObject *item = uvc_queue_take(q);
     if (item == NULL) {
         return NULL;
@@ -1296,6 +1321,9 @@ static PyObject *uvc_queue_get_nowait(PyObject *self, PyObject *unused)
 static PyObject *uvc_queue_task_done(PyObject *self, PyObject *unused)
 {
     UvcQueue *q = (UvcQueue *)self;
+    if (uvc_queue_check_thread(q) < 0) {
+        return NULL;
+    }
     if (q->unfinished <= 0) {
         PyErr_SetString(PyExc_ValueError, "task_done() called too many times");
         return NULL;
@@ -1312,6 +1340,9 @@ static PyObject *uvc_queue_shutdown(PyObject *self, PyObject *args, PyObject *kw
     UvcQueue *q = (UvcQueue *)self;
     int immediate = 0;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|p:shutdown", kwlist, &immediate)) {
+        return NULL;
+    }
+    if (uvc_queue_check_thread(q) < 0) {
         return NULL;
     }
     q->is_shutdown = 1;

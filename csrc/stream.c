@@ -1,5 +1,5 @@
-/* stream.c: StreamTransport, the asyncio.Transport shared by TCP and Unix sockets (and later
- * pipes). Reads go straight from libuv's read callback to protocol.data_received (or to a
+/* stream.c: StreamTransport, the asyncio.Transport shared by TCP and Unix sockets and pipes
+ * (connect_read_pipe/connect_write_pipe, subprocess stdio). Reads go straight from libuv's read callback to protocol.data_received (or to a
  * BufferedProtocol's buffer); writes try uv_try_write first and queue the rest as one uv_write
  * of several buffers. tcp.c/unix.c open the handle; server.c accepts into one; the Python
  * layer (python/uvcore/_net.py) creates sockets, resolves names and does TLS. */
@@ -7,9 +7,16 @@
 
 #include <pythread.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #define UVC_READ_BUFFER_SIZE (256 * 1024)
 #define UVC_LOG_THRESHOLD_FOR_CONNLOST_WRITES 5
+/* A read at least this big makes the next read go straight into a new bytes object of
+ * UVC_DIRECT_READ_SIZE (see stream_on_alloc). That size stays below glibc's default mmap
+ * threshold (128 KiB), so the object comes from the heap and shrinks in place: a bigger one
+ * would be a fresh mmap, with page faults, for every read. */
+#define UVC_DIRECT_READ_MIN (32 * 1024)
+#define UVC_DIRECT_READ_SIZE (120 * 1024)
 
 struct UvcStream {
     PyObject_HEAD
@@ -20,9 +27,13 @@ struct UvcStream {
     PyObject *protocol;       /* NULL once connection_lost ran */
     PyObject *context;        /* contextvars.Context the protocol callbacks run in */
     PyObject *server;         /* uvcore Server that accepted us (its _attach/_detach), or NULL */
-    PyObject *sock;           /* socket.socket on our fd, or NULL; detached before uv_close */
+    PyObject *sock;           /* socket.socket on our fd, or NULL; detached before uv_close.
+                               * For pipes: the owner of the pipe object, closed instead */
     PyObject *empty_waiter;   /* Future for "write queue empty" while sendfile runs, or NULL */
     PyObject *alloc_exc;      /* get_buffer() failed in the alloc callback: raised on read */
+    PyObject *rbytes;         /* bytes the next read goes into directly, between the alloc
+                               * and read callbacks only, or NULL */
+    Py_ssize_t last_read;     /* size of the last successful read */
     PyObject *weakreflist;
     UvcLink link;
     Py_buffer rbuf;           /* a BufferedProtocol's buffer between alloc and read callbacks */
@@ -44,8 +55,13 @@ struct UvcStream {
     unsigned buffered : 1;       /* the protocol is a BufferedProtocol */
     unsigned rbuf_held : 1;
     unsigned protocol_paused : 1; /* pause_writing() was called */
+    unsigned pipe_mode : 2;      /* UVC_PIPE_READ/UVC_PIPE_WRITE for pipe transports, else 0 */
     UvcStreamHandle uv;
 };
+
+/* A pipe transport is one-way, as asyncio's: a read pipe closes after EOF whatever
+ * eof_received() returns, a write pipe never reads and its write_eof() is close(). */
+enum { UVC_PIPE_READ = 1, UVC_PIPE_WRITE = 2 };
 
 typedef struct {
     uv_write_t req;
@@ -97,6 +113,26 @@ void uvc_stream_close_all(UvcLoop *loop)
         }
         link = next;
     }
+}
+
+static void stream_link_close(UvcLink *link);
+
+/* The open stream transport of this loop whose fd is fd, or NULL (borrowed). For
+ * remove_reader/remove_writer, which asyncio refuses on a transport's fd; a walk over the
+ * registry, done only when the fd has no watcher of the loop's own. */
+PyObject *uvc_stream_find_fd(UvcLoop *loop, int fd)
+{
+    for (UvcLink *link = loop->st->stream_extra; link != NULL; link = link->next) {
+        if (link->loop != loop || link->close != stream_link_close) {
+            continue;
+        }
+        UvcStream *t = (UvcStream *)((char *)link - offsetof(UvcStream, link));
+        uv_os_fd_t tfd;
+        if (t->opened && !t->handle_closing && uv_fileno(&t->uv.handle, &tfd) == 0 && tfd == fd) {
+            return (PyObject *)t;
+        }
+    }
+    return NULL;
 }
 
 /* ---- small helpers ----------------------------------------------------------------------- */
@@ -258,7 +294,7 @@ static void stream_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static int stream_start_reading(UvcStream *t)
 {
     if (t->reading || !t->started || t->paused || t->closing || t->eof_received || !t->opened ||
-        t->handle_closing) {
+        t->handle_closing || t->pipe_mode == UVC_PIPE_WRITE) {
         return 0;
     }
     int err = uv_read_start(&t->uv.stream, stream_on_alloc, stream_on_read);
@@ -299,6 +335,25 @@ void uvc_detach_socket(PyObject *sock)
     PyErr_SetRaisedException_compat(exc);
 }
 
+/* The pipe object (and the Python-side watcher of a write pipe's reader) is closed when the
+ * handle is, as asyncio closes the pipe in connection_lost. */
+static void stream_close_pipe_owner(UvcStream *t)
+{
+    PyObject *owner = t->sock;
+    t->sock = NULL;
+    if (owner == NULL) {
+        return;
+    }
+    PyObject *exc = PyErr_GetRaisedException_compat();
+    PyObject *r = PyObject_CallMethod(owner, "close", NULL);
+    if (r == NULL) {
+        PyErr_WriteUnraisable(owner);
+    }
+    Py_XDECREF(r);
+    Py_DECREF(owner);
+    PyErr_SetRaisedException_compat(exc);
+}
+
 static void stream_close_handle(UvcStream *t)
 {
     if (!t->opened || t->handle_closing) {
@@ -306,6 +361,11 @@ static void stream_close_handle(UvcStream *t)
     }
     t->handle_closing = 1;
     t->reading = 0;
+    if (t->pipe_mode) {
+        uv_close(&t->uv.handle, stream_on_close); /* closes our own dup of the pipe's fd */
+        stream_close_pipe_owner(t);
+        return;
+    }
     uvc_detach_socket(t->sock);
     uv_close(&t->uv.handle, stream_on_close);
 }
@@ -399,6 +459,19 @@ static void stream_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
         return;
     }
     if (!t->buffered) {
+        /* After a big read, expect another: read into a fresh bytes object and shrink it to
+         * the size read, saving a copy of up to 120 KiB per read (the data must end up in a
+         * bytes object for data_received anyway). Small reads are cheaper to copy than a
+         * big allocation is to make and shrink. */
+        if (t->last_read >= UVC_DIRECT_READ_MIN) {
+            t->rbytes = PyBytes_FromStringAndSize(NULL, UVC_DIRECT_READ_SIZE);
+            if (t->rbytes != NULL) {
+                buf->base = PyBytes_AS_STRING(t->rbytes);
+                buf->len = UVC_DIRECT_READ_SIZE;
+                return;
+            }
+            PyErr_Clear(); /* out of memory: the shared buffer below still works */
+        }
         /* One buffer per module: it is only used between here and the bytes copy in
          * stream_on_read, and this thread holds the GIL all that time. */
         buf->base = PyByteArray_AS_STRING(t->st->stream_read_buffer);
@@ -441,6 +514,9 @@ static void stream_on_eof(UvcStream *t)
     PyObject *res = stream_call_protocol(t, t->st->str_eof_received, NULL);
     int keep_open = res ? PyObject_IsTrue(res) : -1;
     Py_XDECREF(res);
+    if (keep_open > 0 && t->pipe_mode) {
+        keep_open = 0; /* asyncio's read pipe ignores the answer */
+    }
     if (keep_open < 0) {
         stream_fatal_error(t, "Fatal error: protocol.eof_received() call failed.");
         return;
@@ -463,8 +539,11 @@ static void stream_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         PyBuffer_Release(&t->rbuf);
         t->rbuf_held = 0;
     }
+    PyObject *direct = t->rbytes; /* owned here from now on */
+    t->rbytes = NULL;
     if (nread > 0) {
         PyObject *res;
+        t->last_read = nread;
         if (held) {
             PyObject *n = PyLong_FromSsize_t(nread);
             res = n ? stream_call_protocol(t, t->st->str_buffer_updated, n) : NULL;
@@ -474,7 +553,16 @@ static void stream_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
                 return;
             }
         } else {
-            PyObject *data = PyBytes_FromStringAndSize(buf->base, nread);
+            PyObject *data;
+            if (direct != NULL) {
+                data = direct;
+                direct = NULL;
+                if (nread < UVC_DIRECT_READ_SIZE && _PyBytes_Resize(&data, nread) < 0) {
+                    data = NULL;
+                }
+            } else {
+                data = PyBytes_FromStringAndSize(buf->base, nread);
+            }
             res = data ? stream_call_protocol(t, t->st->str_data_received, data) : NULL;
             Py_XDECREF(data);
             if (res == NULL) {
@@ -485,6 +573,7 @@ static void stream_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         Py_DECREF(res);
         return;
     }
+    Py_XDECREF(direct); /* nothing was read into it */
     if (nread == UV_ENOBUFS && t->alloc_exc != NULL) {
         PyErr_SetRaisedException_compat(t->alloc_exc);
         t->alloc_exc = NULL;
@@ -498,7 +587,14 @@ static void stream_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         stream_on_eof(t);
         return;
     }
-    stream_fatal_uv_error(t, (int)nread, "Fatal read error on socket transport");
+    stream_fatal_uv_error(t, (int)nread,
+                          t->pipe_mode ? "Fatal read error on pipe transport" : "Fatal read error on socket transport");
+}
+
+/* asyncio's wording, which tells a pipe from a socket */
+static const char *stream_write_error_message(UvcStream *t)
+{
+    return t->pipe_mode ? "Fatal write error on pipe transport" : "Fatal write error on socket transport";
 }
 
 /* ---- writing ----------------------------------------------------------------------------- */
@@ -557,7 +653,7 @@ static void stream_on_write(uv_write_t *req, int status)
         return;
     }
     if (status < 0) {
-        stream_fatal_uv_error(t, status, "Fatal write error on socket transport");
+        stream_fatal_uv_error(t, status, stream_write_error_message(t));
         return;
     }
     stream_maybe_resume_protocol(t);
@@ -651,7 +747,7 @@ static PyObject *stream_write_items(UvcStream *t, PyObject *const *items, Py_ssi
             goto done;
         }
         if (r < 0 && r != UV_EAGAIN && r != UV_ENOSYS) {
-            stream_fatal_uv_error(t, r, "Fatal write error on socket transport");
+            stream_fatal_uv_error(t, r, stream_write_error_message(t));
             result = Py_None;
             goto done;
         }
@@ -691,7 +787,7 @@ static PyObject *stream_write_items(UvcStream *t, PyObject *const *items, Py_ssi
             Py_DECREF(w->objs[i]);
         }
         PyMem_Free(w);
-        stream_fatal_uv_error(t, err, "Fatal write error on socket transport");
+        stream_fatal_uv_error(t, err, stream_write_error_message(t));
         result = Py_None;
         goto done;
     }
@@ -747,6 +843,9 @@ static PyObject *stream_write_eof(UvcStream *t, PyObject *unused)
     }
     if (t->closing || t->eof) {
         Py_RETURN_NONE;
+    }
+    if (t->pipe_mode) {
+        return stream_close(t, NULL); /* a pipe has no half-close: the reader sees EOF */
     }
     t->eof = 1;
     if (!t->opened || t->handle_closing) {
@@ -1025,8 +1124,8 @@ static PyObject *stream_get_extra_info(UvcStream *t, PyObject *const *args, Py_s
     if (PyErr_Occurred()) {
         return NULL;
     }
-    if (!PyUnicode_Check(name)) {
-        return Py_NewRef(dflt);
+    if (!PyUnicode_Check(name) || t->pipe_mode) {
+        return Py_NewRef(dflt); /* a pipe's extra info ('pipe') is all in the dict */
     }
     int peer = PyUnicode_CompareWithASCIIString(name, "peername") == 0;
     if (peer || PyUnicode_CompareWithASCIIString(name, "sockname") == 0) {
@@ -1159,7 +1258,9 @@ int uvc_stream_start(UvcStream *t, PyObject *protocol, PyObject *server, PyObjec
         return -1;
     }
     Py_XSETREF(t->server, Py_XNewRef(server));
-    Py_XSETREF(t->sock, Py_XNewRef(sock));
+    if (!t->pipe_mode) {
+        Py_XSETREF(t->sock, Py_XNewRef(sock));
+    }
     if (context != NULL) {
         Py_XSETREF(t->context, Py_NewRef(context));
     } else if ((t->context = PyContext_CopyCurrent()) == NULL) {
@@ -1263,6 +1364,60 @@ static PyObject *stream_tp_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
     return (PyObject *)t;
 }
 
+/* StreamTransport._open_pipe(loop, fd, protocol, writable, owner, extra): a read or write
+ * pipe transport on fd, which it owns from the call on (closed on every path). owner.close()
+ * is called when the handle closes (it closes the pipe object); extra is the _extra dict. */
+static PyObject *stream_open_pipe(PyTypeObject *tp, PyObject *args)
+{
+    PyObject *loop, *protocol, *owner, *extra;
+    int fd, writable;
+    if (!PyArg_ParseTuple(args, "OiOpOO!:_open_pipe", &loop, &fd, &protocol, &writable, &owner,
+                          &PyDict_Type, &extra)) {
+        return NULL;
+    }
+    uvc_state *st = uvc_state_from_type(tp);
+    if (st == NULL || !PyObject_TypeCheck(loop, st->LoopType)) {
+        if (st != NULL) {
+            PyErr_SetString(PyExc_TypeError, "a uvcore loop is required");
+        }
+        close(fd);
+        return NULL;
+    }
+    UvcLoop *lp = (UvcLoop *)loop;
+    UvcStream *t = NULL;
+    if (uvc_loop_check_closed(lp) < 0 || uvc_stream_check_thread(lp) < 0 ||
+        (t = uvc_stream_alloc(lp)) == NULL) {
+        close(fd);
+        return NULL;
+    }
+    int err = uvc_unix_init(lp, &t->uv.pipe);
+    if (err < 0) {
+        Py_DECREF(t);
+        close(fd);
+        uvc_set_uv_error(err);
+        return NULL;
+    }
+    t->pipe_mode = writable ? UVC_PIPE_WRITE : UVC_PIPE_READ;
+    t->extra = Py_NewRef(extra);
+    uvc_stream_set_opened(t, UVC_KIND_PIPE);
+    err = uv_pipe_open(&t->uv.pipe, fd);
+    if (err < 0) {
+        close(fd);
+        uvc_stream_discard(t);
+        uvc_set_uv_error(err);
+        return NULL;
+    }
+    /* from here the handle owns fd, and the owner is closed with it */
+    t->sock = Py_NewRef(owner);
+    if (uvc_stream_start(t, protocol, NULL, NULL, NULL) < 0) {
+        PyObject *exc = PyErr_GetRaisedException_compat();
+        uvc_stream_discard(t);
+        PyErr_SetRaisedException_compat(exc);
+        return NULL;
+    }
+    return (PyObject *)t;
+}
+
 static int stream_tp_init(PyObject *self, PyObject *args, PyObject *kwds) { return 0; }
 
 static int stream_traverse(UvcStream *t, visitproc visit, void *arg)
@@ -1290,6 +1445,7 @@ static int stream_clear(UvcStream *t)
     Py_CLEAR(t->sock);
     Py_CLEAR(t->empty_waiter);
     Py_CLEAR(t->alloc_exc);
+    Py_CLEAR(t->rbytes);
     return 0;
 }
 
@@ -1312,7 +1468,10 @@ static void stream_dealloc(UvcStream *t)
 
 static PyObject *stream_repr(UvcStream *t)
 {
-    const char *kind = t->kind == UVC_KIND_PIPE ? "unix" : "tcp";
+    const char *kind = t->pipe_mode == UVC_PIPE_READ    ? "read pipe"
+                       : t->pipe_mode == UVC_PIPE_WRITE ? "write pipe"
+                       : t->kind == UVC_KIND_PIPE       ? "unix"
+                                                        : "tcp";
     int fd = stream_fd(t);
     if (fd < 0) {
         return PyUnicode_FromFormat("<uvcore.StreamTransport %s closed>", kind);
@@ -1352,6 +1511,7 @@ static PyMethodDef stream_methods[] = {
     {"close", (PyCFunction)stream_close, METH_NOARGS, "Close after the buffer is sent; connection_lost(None) follows."},
     {"abort", (PyCFunction)stream_abort, METH_NOARGS, "Close now, dropping buffered data."},
     {"_force_close", (PyCFunction)stream_force_close_meth, METH_O, NULL},
+    {"_open_pipe", (PyCFunction)stream_open_pipe, METH_VARARGS | METH_CLASS, NULL},
     {"_make_empty_waiter", (PyCFunction)stream_make_empty_waiter, METH_NOARGS, NULL},
     {"_reset_empty_waiter", (PyCFunction)stream_reset_empty_waiter, METH_NOARGS, NULL},
     {"is_closing", (PyCFunction)stream_is_closing, METH_NOARGS, "True once closing started."},

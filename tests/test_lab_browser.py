@@ -42,7 +42,11 @@ def browser(tmp_path):
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
                 f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1000,700"):
         options.add_argument(arg)
-    service = webdriver.ChromeService(executable_path=CHROMEDRIVER)
+    # Under `make asan` libasan is preloaded into every child; Chromium has its own allocator
+    # and dies with it. Only the lab server (our C code) needs the sanitizer, so the browser
+    # runs without the preload.
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    service = webdriver.ChromeService(executable_path=CHROMEDRIVER, env=env)
     driver = webdriver.Chrome(service=service, options=options)
     try:
         yield driver

@@ -1,21 +1,18 @@
-"""The lab server's command line: loop choice (uvcore by default, with the asyncio fallback
-only while uvcore's loop cannot serve TCP), front ends, the page, --redis, shutdown."""
+"""The lab server's command line: loop choice (uvcore by default), front ends, the page,
+shutdown. --redis is tested against a real redis-server in test_redis_lab.py."""
 from __future__ import annotations
 
 import os
 import re
 import signal
-import subprocess
 import sys
 import urllib.request
 
 import pytest
-import uvcore
 
 sys.path.insert(0, os.path.dirname(__file__))
 from test_lab_support import lab_server  # noqa: E402
 
-from examples.lab.harness import REPO  # noqa: E402
 from examples.lab.server import parse_args  # noqa: E402
 
 
@@ -52,16 +49,6 @@ def test_page_at_root_is_self_contained():
     # No CDN, no external resource of any kind.
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
     assert "https://" not in page and "http://" not in page
-
-
-@pytest.mark.skipif(hasattr(getattr(uvcore, "PubSub", None), "from_url"), reason="the Redis backend exists")
-def test_redis_option_fails_clearly_until_the_backend_exists():
-    result = subprocess.run(
-        [sys.executable, "-m", "examples.lab.server", "--port", "0", "--redis", "redis://127.0.0.1:1/0"],
-        cwd=REPO, capture_output=True, text=True, timeout=60,
-    )
-    assert result.returncode == 2
-    assert "--redis is not yet available" in result.stderr
 
 
 @pytest.mark.parametrize("server", ["fastapi", "aiohttp"])

@@ -174,6 +174,42 @@ def test_big_writes_arrive_in_order_and_writelines_does_not_join(loop):
     run(loop, main())
 
 
+def test_small_reads_after_big_ones_are_exact_bytes(loop):
+    # After a big read the transport reads straight into a new bytes object and shrinks it;
+    # what data_received gets must still be exactly the bytes that arrived, as bytes.
+    class Chunks(Recorder):
+        def __init__(self, loop):
+            super().__init__(loop)
+            self.chunks = []
+
+        def data_received(self, data):
+            super().data_received(data)
+            self.chunks.append(data)
+
+    async def main():
+        cp = Chunks(loop)
+        server, sp, tr, cp = await pair(loop, client_proto=cp)
+        big = bytes(range(256)) * 4096  # 1 MiB
+        sp.transport.write(big)
+        while len(cp.data) < len(big):
+            cp.got_data.clear()
+            await cp.got_data.wait()
+        assert bytes(cp.data) == big
+        assert max(len(c) for c in cp.chunks) >= 32 * 1024  # the direct path was taken
+        for i in range(5):
+            cp.chunks.clear()
+            cp.got_data.clear()
+            sp.transport.write(b"small%d" % i)
+            await cp.got_data.wait()
+            assert cp.chunks == [b"small%d" % i]
+            assert type(cp.chunks[0]) is bytes
+        tr.close()
+        await sp.lost
+        server.close()
+
+    run(loop, main())
+
+
 def test_abort_drops_buffered_data_and_calls_connection_lost(loop):
     async def main():
         server, sp, tr, cp = await pair(loop)

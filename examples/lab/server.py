@@ -1,8 +1,9 @@
 """Command line for the lab server: `python -m examples.lab.server` (what `make lab` runs).
 
 Picks the front end (FastAPI+uvicorn or aiohttp), the event loop (uvcore's by default,
-uvloop or asyncio for comparison) and the broker (uvcore.PubSub in memory; Redis with
---redis once uvcore.PubSub.from_url exists), then serves until SIGINT/SIGTERM.
+uvloop or asyncio for comparison) and the broker (uvcore.PubSub in memory, or
+uvcore.PubSub.from_url with --redis URL so several servers share one chat), then serves
+until SIGINT/SIGTERM.
 """
 from __future__ import annotations
 
@@ -44,10 +45,6 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 # -- the broker ---------------------------------------------------------------------------
 
 
-class RedisNotAvailable(RuntimeError):
-    """--redis was given but this uvcore has no Redis backend (uvcore.PubSub.from_url)."""
-
-
 def pubsub_factory(redis_url: Optional[str]) -> Callable[[], Any]:
     """Returns a function that makes the broker; called inside the serving loop."""
     import uvcore
@@ -56,12 +53,7 @@ def pubsub_factory(redis_url: Optional[str]) -> Callable[[], Any]:
         raise RuntimeError("this uvcore build has no uvcore.PubSub (csrc/pubsub.c): rebuild with `make build`")
     if redis_url is None:
         return uvcore.PubSub
-    from_url = getattr(uvcore.PubSub, "from_url", None)
-    if from_url is None:
-        raise RedisNotAvailable(
-            "--redis is not yet available: this uvcore has no Redis backend "
-            "(uvcore.PubSub.from_url). Run without --redis to use the in-memory broker."
-        )
+    from_url = uvcore.PubSub.from_url
     from_url(redis_url)  # a bad URL fails here, before anything starts (this does no I/O)
     return lambda: from_url(redis_url)
 

@@ -126,7 +126,8 @@ class PubSub:
     def __aexit__(self, *exc_info: Any) -> Awaitable[bool]: ...
 
 # --- stream.c ---
-# StreamTransport: the asyncio.Transport of TCP and Unix sockets (stream.c, tcp.c, unix.c).
+# StreamTransport: the asyncio.Transport of TCP and Unix sockets and pipes (stream.c, tcp.c,
+# unix.c; pipes through _open_pipe, used by _subprocess.py).
 # Listener: one listening socket of a uvcore Server (server.c); _net.py builds both.
 import asyncio as _asyncio
 import socket as _socket
@@ -157,6 +158,9 @@ class StreamTransport(_asyncio.Transport):
     def _force_close(self, exc: BaseException | None) -> None: ...
     def _make_empty_waiter(self) -> _asyncio.Future[None]: ...
     def _reset_empty_waiter(self) -> None: ...
+    @classmethod
+    def _open_pipe(cls, loop: Any, fd: int, protocol: _asyncio.BaseProtocol, writable: bool,
+                   owner: Any, extra: dict[str, Any]) -> StreamTransport: ...
 
 class Listener:
     sock: _socket.socket | None
@@ -165,3 +169,16 @@ class Listener:
     def listen(self) -> None: ...
     def close(self) -> None: ...
     def is_listening(self) -> bool: ...
+
+# --- process.c ---
+class Process:
+    """A child started with uv_spawn; libuv reaps it."""
+    pid: int
+    returncode: int | None
+    _watching: bool
+    @classmethod
+    def _spawn(cls, loop: Any, file: Any, args: Any, cwd: Any, env: list[bytes] | None,
+               stdio: list[int], uid: int, gid: int, detached: bool,
+               on_exit: Any) -> Process: ...
+    def send_signal(self, sig: int) -> None: ...
+    def _loop_closing(self) -> None: ...

@@ -6,14 +6,16 @@ an entry that starts passing fails the conformance test so the list stays honest
 """
 
 EXPECTED_FAILURES: dict = {
-    # Not part of issue 3: pipes arrive with issue 8 (then this XPASSes: remove it).
-    "test_streams.StreamTests.test_read_all_from_pipe_reader":
-        "needs loop.connect_read_pipe (pipes: issue 8)",
+    # issue 8: pipes and subprocesses
+    "test_subprocess.LoopSubprocessTests.test_popen_error":
+        "mocks subprocess.Popen, which uvcore does not use (children start with uv_spawn)",
+    "test_subprocess.LoopSubprocessTests.test_popen_error_with_stdin_pipe":
+        "mocks subprocess.Popen, which uvcore does not use (children start with uv_spawn)",
+    "test_subprocess.LoopSubprocessTests.test_pause_reading":
+        "replaces pause_reading on the pipe transport with a Mock: the C transport has no __dict__",
 }
 
 # Tests whose outcome depends on timing on a loaded 2-core machine or on the tests run
 # before them: either outcome is accepted (and not counted as passed).
 FLAKY: dict = {
-    "test_streams.StreamTests.test_unclosed_resource_warnings":
-        "3.13: sees a 2nd ResourceWarning from the pipe the failing pipe test left (issue 8)",
 }

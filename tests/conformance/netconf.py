@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 import unittest
-from typing import NamedTuple, Optional, Tuple
+from typing import NamedTuple, Optional
 
 SUITES = {
     "net": [
@@ -40,6 +40,9 @@ SUITES = {
         "test_ssl",
         "test_sslproto",
         "test_buffered_proto",
+        # issue 8: pipes and subprocesses (their test_events tests run in the core suite)
+        "test_subprocess",
+        "test_unix_events",
     ],
     "core": [
         "test_tasks",
@@ -60,7 +63,7 @@ MODULES = SUITES["net"]
 
 # Concrete classes of the CPython modules that pin asyncio's own loops; their mixins are
 # re-instantiated below on the loop under test instead.
-_PINNED_LOOP_WORDS = ("Selector", "Proactor", "Kqueue", "EPoll", "Poll", "Select")
+_PINNED_LOOP_WORDS = ("Selector", "Proactor", "Kqueue", "EPoll", "Poll", "Select", "Watcher")
 
 
 class Generated(NamedTuple):
@@ -68,8 +71,9 @@ class Generated(NamedTuple):
 
     name: str  # of the generated class
     base: Optional[str]  # TestCase base, as a path in the module, or None for unittest's
-    loop_method: str  # the mixin's method that makes the loop
-    extra_mixins: Tuple[str, ...] = ()  # more mixins of the module to combine with it
+    # the mixin's method that makes the loop; "setUp" for a mixin without a set-up of its
+    # own: the generated class's setUp makes self.loop
+    loop_method: str
 
 
 # mixin name -> the class generated from it
@@ -78,7 +82,9 @@ GENERATED = {
     "BaseTestBufferedProtocol": Generated("LoopBufferedProtocolTests", None, "new_loop"),
     "BaseStartTLS": Generated("LoopStartTLSTests", None, "new_loop"),
     "SendfileTestsBase": Generated("LoopSendfileTests", "test_utils.TestCase", "create_event_loop"),
-    "UnixEventLoopTestsMixin": Generated("LoopEventLoopTests", "test_utils.TestCase", "create_event_loop"),
+    "EventLoopTestsMixin": Generated("LoopEventTests", "test_utils.TestCase", "create_event_loop"),
+    "SubprocessTestsMixin": Generated("LoopSubprocessEventTests", "test_utils.TestCase", "setUp"),
+    "SubprocessMixin": Generated("LoopSubprocessTests", "test_utils.TestCase", "setUp"),
     "BaseSockTestsMixin": Generated("LoopSockTests", "test_utils.TestCase", "create_event_loop"),
 }
 
@@ -131,10 +137,12 @@ def build_suite(module_name: str, kind: str) -> unittest.TestSuite:
                 base = mod
                 for part in spec.base.split("."):
                     base = getattr(base, part)
-            extra = tuple(getattr(mod, m) for m in spec.extra_mixins if hasattr(mod, m))
-            ns = {spec.loop_method: lambda self: loop_factory()}
+            if spec.loop_method == "setUp":
+                ns = {"setUp": _loop_setup(base, loop_factory)}
+            else:
+                ns = {spec.loop_method: lambda self: loop_factory()}
             ns.update(_loop_neutral_tests(mod, obj))
-            cls = type(spec.name, (obj, *extra, base), ns)
+            cls = type(spec.name, (obj, base), ns)
             cls.__module__ = mod.__name__
             cls.__qualname__ = spec.name
             classes.append(cls)
@@ -159,6 +167,15 @@ def build_suite(module_name: str, kind: str) -> unittest.TestSuite:
     suite._netconf_policy_factory = policy_factory
     asyncio.set_event_loop_policy(policy_factory())
     return suite
+
+
+def _loop_setup(base, loop_factory):
+    def setUp(self):
+        base.setUp(self)
+        self.loop = loop_factory()
+        self.set_event_loop(self.loop)
+
+    return setUp
 
 
 class NotApplicable(unittest.SkipTest):

@@ -1,5 +1,5 @@
 """CPython's network test.test_asyncio modules (streams, server, sendfile, ssl, sslproto,
-buffered_proto) pass on uvcore.Loop, except for the entries of net_expected_failures.py.
+buffered_proto, subprocess, unix_events, and test_events' UDP/pipe/subprocess tests) pass on uvcore.Loop, except for the entries of net_expected_failures.py.
 
 The modules run in child processes (netconf.py) so a crash or hang costs one test; the
 counts of each module are printed. An expected failure that passes fails this test too,
