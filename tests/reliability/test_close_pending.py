@@ -127,3 +127,52 @@ def test_close_while_tasks_are_suspended_on_queue_and_pubsub(tally):
         return await sub.__anext__()
 
     assert uvcore.run(again()) == 2
+
+
+def test_repeatedly_closing_busy_loops_leaks_no_objects_or_fds(tally):
+    """Loops closed with a server, connections, pending writes, timers, readers, suspended
+    Queue/PubSub waiters and executor jobs: after warm-up, object and fd counts stay flat."""
+
+    async def busy(loop, q, bus):
+        server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        for _ in range(3):
+            tr, _ = await loop.create_connection(asyncio.Protocol, "127.0.0.1", port)
+            tr.write(b"x" * 70_000)
+        loop.call_later(3600, print)
+        loop.run_in_executor(None, sum, range(10))
+        asyncio.ensure_future(q.get())
+        sub = bus.subscribe("c")
+        asyncio.ensure_future(sub.__anext__())
+        await asyncio.sleep(0.001)
+        return server
+
+    def cycle():
+        loop = uvcore.new_event_loop()
+        q, bus = uvcore.Queue(), uvcore.PubSub()
+        server = loop.run_until_complete(busy(loop, q, bus))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # asyncio's own "destroyed pending" and unclosed-transport notes
+            server.close()
+            loop.close()
+            del server, q, bus, loop
+            gc.collect()
+
+    import logging
+
+    logging.getLogger("asyncio").disabled = True
+    try:
+        for _ in range(10):
+            cycle()
+        gc.collect()
+        objects, fds = len(gc.get_objects()), open_fds()
+        for _ in range(60):
+            cycle()
+        gc.collect()
+        grown_objects, grown_fds = len(gc.get_objects()) - objects, open_fds() - fds
+    finally:
+        logging.getLogger("asyncio").disabled = False
+    print(f"busy loop cycles: {grown_objects} objects, {grown_fds} fds more")
+    tally["faults"] += 70 * 8
+    assert grown_fds <= 0
+    assert grown_objects < 500, f"{grown_objects} objects more after 60 busy loops"
