@@ -14,8 +14,6 @@ _ALL_TASK_CLASSES = "test_tasks.*"  # the C/Py Task x Future variants (only they
 EXPECTED_FAILURES: dict = {
     "test_events.LoopEventTests.test_unclosed_pipe_transport":
         "loop.close() closes open pipe transports (libuv handles die with the loop): repr says closed",
-    "test_events.LoopEventTests.test_datagram_send_to_non_listening_address":
-        "3.13: I/O callbacks run in the poll, before the already-queued first step of the awaiter",
 }
 
 NOT_APPLICABLE: dict = {
@@ -37,4 +35,8 @@ NOT_APPLICABLE: dict = {
         "patches private asyncio.coroutines._is_debug_mode; uvcore reads the same settings itself",
 }
 
-FLAKY: dict = {}
+# Either outcome accepted (not counted as passed).
+FLAKY: dict = {
+    "test_events.LoopEventTests.test_create_ssl_unix_connection":
+        "3.13, failed once in 4 runs: SSL unix client's get_extra_info('sockname') was None (open)",
+}
