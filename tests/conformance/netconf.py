@@ -192,6 +192,10 @@ def _use_loop_in_fixtures(mod, loop_factory):
     a virtual-time generator, and the mocked BaseEventLoop of test_runners/test_pep492."""
     from test.test_asyncio import utils as test_utils
 
+    name = mod.__name__.rsplit(".", 1)[-1]
+    if name not in SUITES["core"]:
+        return  # e.g. test_unix_events tests asyncio's own pipe transports on TestLoop
+
     def new_test_loop(self, gen=None):
         if gen is not None:
             raise NotApplicable("asserts virtual time of test_utils.TestLoop")
@@ -201,7 +205,6 @@ def _use_loop_in_fixtures(mod, loop_factory):
 
     test_utils.TestCase.new_test_loop = new_test_loop
 
-    name = mod.__name__.rsplit(".", 1)[-1]
     if name == "test_runners":
         # asyncio.run() must call the loop's shutdown_asyncgens; the tests check a flag.
         def new_loop(self):
