@@ -473,6 +473,16 @@ def check_module(module: str, suite: str, kind: str = "uvcore", **kw):
     return counts, problems
 
 
+def run_and_report(module: str, suite: str) -> list:
+    """For the pytest wrappers: run a module on uvcore, print its counts, return problems
+    (unexpected failures, listed tests that pass, or no test passing at all)."""
+    counts, problems = check_module(module, suite)
+    print("\n" + format_counts(module, counts), flush=True)
+    if counts["passed"] == 0:
+        problems.append(f"{module}: no test passed")
+    return problems
+
+
 def table_problems(suite: str) -> list:
     """Entries of a suite's tables that name no module of the suite or give no reason."""
     bad = []
