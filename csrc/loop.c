@@ -1,6 +1,6 @@
-/* loop.c: the Loop type, the heart of uvcore. One iteration = compute the poll timeout from
- * the ready queue and the timer heap, uv_run once (the GIL is released only while libuv would
- * block), move due timers to the ready queue, run the ready batch. Cold paths (run_forever's
+/* loop.c: the Loop type, the heart of uvcore. One iteration = move due timers to the ready
+ * queue, run the ready batch, compute the poll timeout from the ready queue and the timer
+ * heap, uv_run once (the GIL is released only while libuv would block). Cold paths (run_forever's
  * set-up, exception handler text, executors) live in python/uvcore/_loop.py. */
 #include "loop.h"
 
@@ -281,14 +281,34 @@ static int loop_run_ready_batch(UvcLoop *loop)
     return 0;
 }
 
-/* One iteration: the ready batch, then the poll, then due timers join the ready queue.
+static int loop_move_due_timers(UvcLoop *loop)
+{
+    double end = uvc_loop_time() + 1e-9;
+    while (loop->timers_len > 0) {
+        UvcHandle *top = loop->timers[0];
+        if (!top->cancelled && top->when > end) {
+            break;
+        }
+        UvcHandle *h = loop_pop_timer(loop);
+        if (h->cancelled) {
+            loop->timers_cancelled--;
+        } else if (uvc_loop_push_ready(loop, h) < 0) {
+            Py_DECREF(h);
+            return -1;
+        }
+        Py_DECREF(h);
+    }
+    return 0;
+}
+
+/* One iteration: due timers join the ready queue, the ready batch runs, then the poll.
  * The batch comes first because libuv runs I/O callbacks directly in the poll: callbacks
  * that were ready before the poll must run before the I/O it delivers, as in asyncio where
  * I/O events queue behind them (a task started before a datagram arrives sees it). The poll
  * also runs after stop() (non-blocking), so `call_soon(stop); run_forever()` handles I/O. */
 static int loop_run_once(UvcLoop *loop)
 {
-    if (loop_run_ready_batch(loop) < 0) {
+    if (loop_move_due_timers(loop) < 0 || loop_run_ready_batch(loop) < 0) {
         return -1;
     }
     int64_t timeout = -1;
@@ -324,22 +344,6 @@ static int loop_run_once(UvcLoop *loop)
         loop->pending_exc = NULL;
         PyErr_SetRaisedException_compat(exc);
         return -1;
-    }
-
-    double end = uvc_loop_time() + 1e-9;
-    while (loop->timers_len > 0) {
-        UvcHandle *top = loop->timers[0];
-        if (!top->cancelled && top->when > end) {
-            break;
-        }
-        UvcHandle *h = loop_pop_timer(loop);
-        if (h->cancelled) {
-            loop->timers_cancelled--;
-        } else if (uvc_loop_push_ready(loop, h) < 0) {
-            Py_DECREF(h);
-            return -1;
-        }
-        Py_DECREF(h);
     }
 
     return 0;

@@ -59,3 +59,12 @@ def test_call_soon_stop_then_run_forever_still_polls_io(loop):
         loop.run_forever()
         loop.remove_reader(r)
     assert seen == [b"x"]
+
+
+def test_due_timer_runs_in_the_iteration_that_stops(loop):
+    # asyncio runs timers already due in the same batch as a stop() callback.
+    seen = []
+    loop.call_later(0, seen.append, "timer")
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    assert seen == ["timer"]
