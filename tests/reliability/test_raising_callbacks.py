@@ -234,3 +234,68 @@ def test_task_exception_never_retrieved_reaches_handler(tally):
     _, contexts = run_collecting(main)
     tally["faults"] += 1
     assert any(isinstance(c.get("exception"), Boom) and "never retrieved" in c["message"] for c in contexts)
+
+
+def test_raising_subprocess_protocol_is_reported_and_the_process_reaped(tally):
+    import sys
+
+    class Proto(asyncio.SubprocessProtocol):
+        def __init__(self, exited):
+            self.exited = exited
+
+        def pipe_data_received(self, fd, data):
+            raise Boom("pipe_data_received")
+
+        def pipe_connection_lost(self, fd, exc):
+            raise Boom("pipe_connection_lost")
+
+        def process_exited(self):
+            self.exited.set_result(None)
+            raise Boom("process_exited")
+
+    async def main(loop):
+        exited = loop.create_future()
+        transport, _ = await loop.subprocess_exec(
+            lambda: Proto(exited), sys.executable, "-c", "import sys; print('out'); sys.stderr.write('err')")
+        await asyncio.wait_for(exited, 30)
+        for _ in range(100):  # the pipes' connection_lost may come just after the exit
+            await asyncio.sleep(0.005)
+        code = transport.get_returncode()
+        transport.close()
+        return code
+
+    code, contexts = run_collecting(main)
+    where = sorted({c["exception"].args[0] for c in contexts if isinstance(c.get("exception"), Boom)})
+    tally["faults"] += len(contexts)
+    assert code == 0
+    assert where == ["pipe_connection_lost", "pipe_data_received", "process_exited"]
+    assert all(c.get("handle") is not None or c.get("protocol") is not None for c in contexts)
+
+
+def test_raising_signal_handler_is_reported_and_the_loop_goes_on(tally):
+    import os
+    import signal
+
+    async def main(loop):
+        got = []
+
+        def handler():
+            got.append(1)
+            if len(got) == 1:
+                raise Boom("signal")
+            done.set_result(len(got))
+
+        done = loop.create_future()
+        loop.add_signal_handler(signal.SIGUSR1, handler)
+        try:
+            os.kill(os.getpid(), signal.SIGUSR1)
+            await asyncio.sleep(0.05)
+            os.kill(os.getpid(), signal.SIGUSR1)
+            return await asyncio.wait_for(done, 10)
+        finally:
+            loop.remove_signal_handler(signal.SIGUSR1)
+
+    n, contexts = run_collecting(main)
+    tally["faults"] += 1
+    assert n == 2
+    assert len(contexts) == 1 and isinstance(contexts[0]["exception"], Boom)

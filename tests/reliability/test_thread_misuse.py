@@ -247,3 +247,39 @@ def test_pubsub_with_a_waiting_subscriber_refuses_another_thread(op, tally):
     assert isinstance(exc, RuntimeError) and WRONG_THREAD in str(exc)
     assert state == (0, False, 0)
     assert got == "from the loop"
+
+
+def test_subprocess_and_pipe_transports_from_another_thread_raise(tally):
+    import os
+    import signal
+    import sys
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        proc, _ = await loop.subprocess_exec(asyncio.SubprocessProtocol, sys.executable, "-c",
+                                             "import sys; sys.stdin.read()", stdin=-1)
+        r, w = os.pipe()
+        wpipe, _ = await loop.connect_write_pipe(asyncio.BaseProtocol, os.fdopen(w, "wb"))
+        rpipe, _ = await loop.connect_read_pipe(asyncio.Protocol, os.fdopen(r, "rb"))
+        ops = [lambda: proc.send_signal(signal.SIGCONT), proc.kill, proc.terminate, proc.close,
+               lambda: proc.get_pipe_transport(0).write(b"x"), wpipe.close, lambda: wpipe.write(b"x"),
+               rpipe.pause_reading, rpipe.close]
+        try:
+            excs = [await foreign(op) for op in ops]
+            alive = proc.get_returncode() is None and not wpipe.is_closing() and not rpipe.is_closing()
+        finally:
+            proc.get_pipe_transport(0).close()  # the child reads EOF and exits
+            wpipe.close()
+            rpipe.close()
+        for _ in range(2000):
+            if proc.get_returncode() is not None:
+                break
+            await asyncio.sleep(0.005)
+        code = proc.get_returncode()
+        proc.close()
+        return excs, alive, code
+
+    excs, alive, code = uvcore.run(main())
+    tally["bad_inputs"] += len(excs)
+    assert all(isinstance(e, RuntimeError) for e in excs), excs
+    assert alive and code == 0
