@@ -261,8 +261,36 @@ static int loop_run_ready_handle(UvcLoop *loop, UvcHandle *h)
     return r;
 }
 
+/* Only the handles ready now run in this batch; the ones they schedule wait for the next,
+ * so I/O is polled between batches. Fields are re-read after every callback since a callback
+ * may schedule more (even from another thread that took the GIL). */
+static int loop_run_ready_batch(UvcLoop *loop)
+{
+    Py_ssize_t ntodo = loop->ready_len;
+    for (Py_ssize_t i = 0; i < ntodo; i++) {
+        UvcHandle *h = loop_pop_ready(loop);
+        if (h == NULL) {
+            break;
+        }
+        int r = h->cancelled ? 0 : loop_run_ready_handle(loop, h);
+        Py_DECREF(h);
+        if (r < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* One iteration: the ready batch, then the poll, then due timers join the ready queue.
+ * The batch comes first because libuv runs I/O callbacks directly in the poll: callbacks
+ * that were ready before the poll must run before the I/O it delivers, as in asyncio where
+ * I/O events queue behind them (a task started before a datagram arrives sees it). The poll
+ * also runs after stop() (non-blocking), so `call_soon(stop); run_forever()` handles I/O. */
 static int loop_run_once(UvcLoop *loop)
 {
+    if (loop_run_ready_batch(loop) < 0) {
+        return -1;
+    }
     int64_t timeout = -1;
     while (loop->timers_len > 0 && loop->timers[0]->cancelled) {
         UvcHandle *h = loop_pop_timer(loop);
@@ -314,21 +342,6 @@ static int loop_run_once(UvcLoop *loop)
         Py_DECREF(h);
     }
 
-    /* Only the handles ready now run in this iteration; the ones they schedule wait for the
-     * next, so I/O is polled between batches. Fields are re-read after every callback since
-     * a callback may schedule more (even from another thread that took the GIL). */
-    Py_ssize_t ntodo = loop->ready_len;
-    for (Py_ssize_t i = 0; i < ntodo; i++) {
-        UvcHandle *h = loop_pop_ready(loop);
-        if (h == NULL) {
-            break;
-        }
-        int r = h->cancelled ? 0 : loop_run_ready_handle(loop, h);
-        Py_DECREF(h);
-        if (r < 0) {
-            return -1;
-        }
-    }
     return 0;
 }
 

@@ -167,7 +167,8 @@ class Loop(LiveHandlesMixin, _uvcore.Loop, NetworkMixin, DatagramMixin, Subproce
             raise TypeError(f"coroutines cannot be used with {method}()")
 
     def _capture_source_traceback(self, handle):
-        handle._source_traceback = traceback.extract_stack(sys._getframe(2))
+        # Called from the C method (which has no Python frame): frame 1 is its caller.
+        handle._source_traceback = traceback.extract_stack(sys._getframe(1))
 
     def _log_slow_callback(self, handle, seconds):
         logger.warning("Executing %r took %.3f seconds", handle, seconds)
@@ -303,8 +304,14 @@ class Loop(LiveHandlesMixin, _uvcore.Loop, NetworkMixin, DatagramMixin, Subproce
                 logger.error("Exception in default exception handler", exc_info=True)
             return
         try:
+            # Run the handler in the context of what failed (task, future or handle),
+            # so it sees the contextvars the failing code set (as asyncio 3.12+ does).
             ctx = None
-            thing = context.get("task") or context.get("future")
+            thing = context.get("task")
+            if thing is None:
+                thing = context.get("future")
+            if thing is None:
+                thing = context.get("handle")
             if thing is not None and hasattr(thing, "get_context"):
                 ctx = thing.get_context()
             if ctx is not None:
@@ -434,15 +441,25 @@ class Loop(LiveHandlesMixin, _uvcore.Loop, NetworkMixin, DatagramMixin, Subproce
         if sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
 
-    def _wait_fd(self, fut, fd, writer):
-        add, remove = (self.add_writer, self.remove_writer) if writer else (self.add_reader, self.remove_reader)
+    def _watch_fd(self, fut, fd, writer, callback, *args):
+        """Call callback(*args) whenever fd is readable (writable) until fut is done.
 
-        def done(_f, fd=fd):
-            if not self.is_closed():
+        When fut is done the watcher is removed, unless another sock_* call took the fd
+        over meanwhile: its add_reader/add_writer cancelled our handle, and removing the fd
+        would leave that call waiting forever (e.g. a recv cancelled and retried at once).
+        """
+        if writer:
+            handle = self.add_writer(fd, callback, *args)
+            remove = self.remove_writer
+        else:
+            handle = self.add_reader(fd, callback, *args)
+            remove = self.remove_reader
+
+        def done(_f):
+            if not handle.cancelled() and not self.is_closed():
                 remove(fd)
 
         fut.add_done_callback(done)
-        return add
 
     async def sock_recv(self, sock, n):
         """Receive up to n bytes from a non-blocking socket."""
@@ -453,7 +470,7 @@ class Loop(LiveHandlesMixin, _uvcore.Loop, NetworkMixin, DatagramMixin, Subproce
             pass
         fut = self.create_future()
         fd = sock.fileno()
-        self._wait_fd(fut, fd, False)(fd, _sock_io, fut, sock.recv, (n,))
+        self._watch_fd(fut, fd, False, _sock_io, fut, sock, "recv", (n,))
         return await fut
 
     async def sock_recv_into(self, sock, buf):
@@ -465,7 +482,7 @@ class Loop(LiveHandlesMixin, _uvcore.Loop, NetworkMixin, DatagramMixin, Subproce
             pass
         fut = self.create_future()
         fd = sock.fileno()
-        self._wait_fd(fut, fd, False)(fd, _sock_io, fut, sock.recv_into, (buf,))
+        self._watch_fd(fut, fd, False, _sock_io, fut, sock, "recv_into", (buf,))
         return await fut
 
     async def sock_recvfrom(self, sock, bufsize):
@@ -476,7 +493,7 @@ class Loop(LiveHandlesMixin, _uvcore.Loop, NetworkMixin, DatagramMixin, Subproce
             pass
         fut = self.create_future()
         fd = sock.fileno()
-        self._wait_fd(fut, fd, False)(fd, _sock_io, fut, sock.recvfrom, (bufsize,))
+        self._watch_fd(fut, fd, False, _sock_io, fut, sock, "recvfrom", (bufsize,))
         return await fut
 
     async def sock_recvfrom_into(self, sock, buf, nbytes=0):
@@ -488,7 +505,7 @@ class Loop(LiveHandlesMixin, _uvcore.Loop, NetworkMixin, DatagramMixin, Subproce
             pass
         fut = self.create_future()
         fd = sock.fileno()
-        self._wait_fd(fut, fd, False)(fd, _sock_io, fut, sock.recvfrom_into, (buf, nbytes))
+        self._watch_fd(fut, fd, False, _sock_io, fut, sock, "recvfrom_into", (buf, nbytes))
         return await fut
 
     async def sock_sendall(self, sock, data):
@@ -521,7 +538,7 @@ class Loop(LiveHandlesMixin, _uvcore.Loop, NetworkMixin, DatagramMixin, Subproce
             if pos[0] == len(view):
                 fut.set_result(None)
 
-        self._wait_fd(fut, fd, True)(fd, on_writable)
+        self._watch_fd(fut, fd, True, on_writable)
         return await fut
 
     async def sock_sendto(self, sock, data, address):
@@ -532,16 +549,16 @@ class Loop(LiveHandlesMixin, _uvcore.Loop, NetworkMixin, DatagramMixin, Subproce
             pass
         fut = self.create_future()
         fd = sock.fileno()
-        self._wait_fd(fut, fd, True)(fd, _sock_io, fut, sock.sendto, (data, address))
+        self._watch_fd(fut, fd, True, _sock_io, fut, sock, "sendto", (data, address))
         return await fut
 
     async def sock_connect(self, sock, address):
         """Connect a non-blocking socket to address (resolving host names first)."""
         self._check_sock(sock)
         if sock.family in (socket.AF_INET, socket.AF_INET6):
-            infos = await self.getaddrinfo(
-                *address[:2], family=sock.family, type=sock.type, proto=sock.proto
-            )
+            # Numeric addresses need no resolver round trip: the connect starts in this
+            # step, as asyncio's does (code may rely on it, e.g. accept() right after).
+            infos = await self._resolve(address, family=sock.family, type=sock.type, proto=sock.proto)
             if not infos:
                 raise OSError(f"getaddrinfo({address!r}) returned an empty list")
             address = infos[0][4] if len(address) <= 2 else (infos[0][4][0], *address[1:])
@@ -562,7 +579,7 @@ class Loop(LiveHandlesMixin, _uvcore.Loop, NetworkMixin, DatagramMixin, Subproce
             else:
                 fut.set_result(None)
 
-        self._wait_fd(fut, fd, True)(fd, on_connected)
+        self._watch_fd(fut, fd, True, on_connected)
         try:
             return await fut
         finally:
@@ -595,7 +612,7 @@ class Loop(LiveHandlesMixin, _uvcore.Loop, NetworkMixin, DatagramMixin, Subproce
             return conn, address
         except (BlockingIOError, InterruptedError):
             pass
-        self._wait_fd(fut, fd, False)(fd, on_readable)
+        self._watch_fd(fut, fd, False, on_readable)
         return await fut
 
     async def sock_sendfile(self, sock, file, offset=0, count=None, *, fallback=True):
@@ -613,11 +630,12 @@ class Loop(LiveHandlesMixin, _uvcore.Loop, NetworkMixin, DatagramMixin, Subproce
         return total
 
 
-def _sock_io(fut, method, args):
+def _sock_io(fut, sock, method, args):
+    """A readiness callback of sock_recv & co: retry the socket call named method."""
     if fut.done():
         return
     try:
-        result = method(*args)
+        result = getattr(sock, method)(*args)
     except (BlockingIOError, InterruptedError):
         return
     except (SystemExit, KeyboardInterrupt):

@@ -13,10 +13,6 @@ EXPECTED_FAILURES: dict = {
         "mocks subprocess.Popen, which uvcore does not use (children start with uv_spawn)",
     "test_subprocess.LoopSubprocessTests.test_pause_reading":
         "replaces pause_reading on the pipe transport with a Mock: the C transport has no __dict__",
-    "test_events.LoopEventTests.test_unclosed_pipe_transport":
-        "loop.close() closes open pipe transports (libuv handles die with the loop): repr says closed",
-    "test_events.LoopEventTests.test_datagram_send_to_non_listening_address":
-        "3.13: I/O callbacks run in the poll, before the already-queued first step of the awaiter",
 }
 
 # Tests whose outcome depends on timing on a loaded 2-core machine or on the tests run

@@ -1,10 +1,19 @@
-"""Runs the installed CPython's network test.test_asyncio modules on a chosen event loop.
+"""Runs the installed CPython's test.test_asyncio modules on a chosen event loop.
 
-Used by test_asyncio_net_conformance.py (uvcore, with the expected-failures list in
-net_expected_failures.py) and runnable alone to compare loops:
+Two suites: "net" (transports, servers, TLS; test_asyncio_net_conformance.py with
+net_expected_failures.py) and "core" (tasks, futures, locks, the loop-generic event loop
+tests, ...; test_asyncio_core_conformance.py with core_expected_failures.py). Runnable
+alone to compare loops:
 
-    python tests/conformance/netconf.py --loop uvcore            # or asyncio, uvloop
-    python tests/conformance/netconf.py --loop uvcore test_streams -v
+    python tests/conformance/netconf.py --loop uvcore            # net suite; or asyncio, uvloop
+    python tests/conformance/netconf.py --suite core --loop uvcore test_tasks -v
+
+To add a module: put it in SUITES, and if its tests come as a mixin that the module only
+instantiates on asyncio's own loops, add the mixin to GENERATED.
+
+Tests that build their loop through test_utils.TestLoop with a time generator (virtual
+time) or a mocked selector test asyncio's test doubles, not the loop: they are reported as
+"n/a" (not applicable) and counted apart from passes and failures.
 
 Each module runs in a child process that streams one JSON line per test event to a file,
 so a crash or a hang (per-test faulthandler watchdog) costs one test, not the module: the
@@ -21,44 +30,67 @@ import sys
 import tempfile
 import time
 import unittest
+from typing import NamedTuple, Optional
 
-MODULES = [
-    "test_streams",
-    "test_server",
-    "test_sendfile",
-    "test_ssl",
-    "test_sslproto",
-    "test_buffered_proto",
-    # issue 8: pipes and subprocesses (test_events: only its UDP, pipe and subprocess tests)
-    "test_subprocess",
-    "test_unix_events",
-    "test_events",
-]
-
-# module -> fnmatch patterns of the test method names to run (all when absent)
-_TEST_FILTER = {
-    "test_events": ("test_*pipe*", "test_*datagram*", "test_*udp*", "test_subprocess*"),
+SUITES = {
+    "net": [
+        "test_streams",
+        "test_server",
+        "test_sendfile",
+        "test_ssl",
+        "test_sslproto",
+        "test_buffered_proto",
+        # issue 8: pipes and subprocesses (their test_events tests run in the core suite)
+        "test_subprocess",
+        "test_unix_events",
+    ],
+    "core": [
+        "test_tasks",
+        "test_futures",
+        "test_futures2",
+        "test_locks",
+        "test_events",
+        "test_sock_lowlevel",
+        "test_timeouts",
+        "test_taskgroups",
+        "test_waitfor",
+        "test_runners",
+        "test_context",
+        "test_pep492",
+    ],
 }
+MODULES = SUITES["net"]
 
 # Concrete classes of the CPython modules that pin asyncio's own loops; their mixins are
 # re-instantiated below on the loop under test instead.
 _PINNED_LOOP_WORDS = ("Selector", "Proactor", "Kqueue", "EPoll", "Poll", "Select", "Watcher")
 
-# mixin name -> (name of the generated class, TestCase base name in the module or None,
-#                name of the method that makes the loop)
-_MIXINS = {
-    "BaseStartServer": ("LoopStartServerTests", None, "new_loop"),
-    "BaseTestBufferedProtocol": ("LoopBufferedProtocolTests", None, "new_loop"),
-    "BaseStartTLS": ("LoopStartTLSTests", None, "new_loop"),
-    "SendfileTestsBase": ("LoopSendfileTests", "test_utils.TestCase", "create_event_loop"),
-    "EventLoopTestsMixin": ("LoopEventTests", "test_utils.TestCase", "create_event_loop"),
-    # "setUp": the mixin has no set-up of its own; the generated class makes self.loop
-    "SubprocessTestsMixin": ("LoopSubprocessEventTests", "test_utils.TestCase", "setUp"),
-    "SubprocessMixin": ("LoopSubprocessTests", "test_utils.TestCase", "setUp"),
+
+class Generated(NamedTuple):
+    """A test class made from a CPython mixin on the loop under test."""
+
+    name: str  # of the generated class
+    base: Optional[str]  # TestCase base, as a path in the module, or None for unittest's
+    # the mixin's method that makes the loop; "setUp" for a mixin without a set-up of its
+    # own: the generated class's setUp makes self.loop
+    loop_method: str
+
+
+# mixin name -> the class generated from it
+GENERATED = {
+    "BaseStartServer": Generated("LoopStartServerTests", None, "new_loop"),
+    "BaseTestBufferedProtocol": Generated("LoopBufferedProtocolTests", None, "new_loop"),
+    "BaseStartTLS": Generated("LoopStartTLSTests", None, "new_loop"),
+    "SendfileTestsBase": Generated("LoopSendfileTests", "test_utils.TestCase", "create_event_loop"),
+    "EventLoopTestsMixin": Generated("LoopEventTests", "test_utils.TestCase", "create_event_loop"),
+    "SubprocessTestsMixin": Generated("LoopSubprocessEventTests", "test_utils.TestCase", "setUp"),
+    "SubprocessMixin": Generated("LoopSubprocessTests", "test_utils.TestCase", "setUp"),
+    "BaseSockTestsMixin": Generated("LoopSockTests", "test_utils.TestCase", "create_event_loop"),
 }
 
 PER_TEST_TIMEOUT = float(os.environ.get("NETCONF_TEST_TIMEOUT", "90"))
-PASS_STATUSES = ("pass", "skip")
+PASS_STATUSES = ("pass", "skip", "n/a")
+NA_PREFIX = "n/a: "
 
 
 # ---- loops -------------------------------------------------------------------------------
@@ -93,25 +125,26 @@ def build_suite(module_name: str, kind: str) -> unittest.TestSuite:
     def loop_factory():
         return make_policy(kind).new_event_loop()
 
+    _use_loop_in_fixtures(mod, loop_factory)
     classes = []
     for name, obj in list(vars(mod).items()):
         if not isinstance(obj, type) or obj.__module__ != mod.__name__:
             continue
-        if name in _MIXINS:
-            gen_name, base_path, method = _MIXINS[name]
+        if name in GENERATED:
+            spec = GENERATED[name]
             base = unittest.TestCase
-            if base_path is not None:
+            if spec.base is not None:
                 base = mod
-                for part in base_path.split("."):
+                for part in spec.base.split("."):
                     base = getattr(base, part)
-            if method == "setUp":
+            if spec.loop_method == "setUp":
                 ns = {"setUp": _loop_setup(base, loop_factory)}
             else:
-                ns = {method: lambda self: loop_factory()}
+                ns = {spec.loop_method: lambda self: loop_factory()}
             ns.update(_loop_neutral_tests(mod, obj))
-            cls = type(gen_name, (obj, base), ns)
+            cls = type(spec.name, (obj, base), ns)
             cls.__module__ = mod.__name__
-            cls.__qualname__ = gen_name
+            cls.__qualname__ = spec.name
             classes.append(cls)
         elif issubclass(obj, unittest.TestCase):
             if any(word in name for word in _PINNED_LOOP_WORDS):
@@ -126,9 +159,6 @@ def build_suite(module_name: str, kind: str) -> unittest.TestSuite:
             classes.append(obj)
 
     loader = unittest.TestLoader()
-    patterns = _TEST_FILTER.get(module_name)
-    if patterns:
-        loader.testNamePatterns = [f"*.{p}" for p in patterns]
     suite = unittest.TestSuite()
     for cls in classes:
         suite.addTests(loader.loadTestsFromTestCase(cls))
@@ -146,6 +176,57 @@ def _loop_setup(base, loop_factory):
         self.set_event_loop(self.loop)
 
     return setUp
+
+
+class NotApplicable(unittest.SkipTest):
+    """Raised instead of building an asyncio test double: the test cannot say anything
+    about the loop under test. Reported with status "n/a"."""
+
+    def __init__(self, why):
+        super().__init__(NA_PREFIX + why)
+
+
+def _use_loop_in_fixtures(mod, loop_factory):
+    """Fixtures of the CPython suite that build a test double of a loop build the loop under
+    test instead (only in this child process): test_utils.TestCase.new_test_loop() without
+    a virtual-time generator, and the mocked BaseEventLoop of test_runners/test_pep492."""
+    from test.test_asyncio import utils as test_utils
+
+    name = mod.__name__.rsplit(".", 1)[-1]
+    if name not in SUITES["core"]:
+        return  # e.g. test_unix_events tests asyncio's own pipe transports on TestLoop
+
+    def new_test_loop(self, gen=None):
+        if gen is not None:
+            raise NotApplicable("asserts virtual time of test_utils.TestLoop")
+        loop = loop_factory()
+        self.set_event_loop(loop)
+        return loop
+
+    test_utils.TestCase.new_test_loop = new_test_loop
+
+    if name == "test_runners":
+        # asyncio.run() must call the loop's shutdown_asyncgens; the tests check a flag.
+        def new_loop(self):
+            loop = loop_factory()
+            loop.shutdown_ag_run = False
+            shutdown_asyncgens = loop.shutdown_asyncgens
+
+            async def flagged_shutdown_asyncgens():
+                loop.shutdown_ag_run = True
+                await shutdown_asyncgens()
+
+            loop.shutdown_asyncgens = flagged_shutdown_asyncgens
+            return loop
+
+        mod.BaseTest.new_loop = new_loop
+    elif name == "test_pep492":
+        def setUp(self):
+            test_utils.TestCase.setUp(self)
+            self.loop = loop_factory()
+            self.set_event_loop(self.loop)
+
+        mod.BaseTest.setUp = setUp
 
 
 def _loop_neutral_tests(mod, mixin) -> dict:
@@ -219,7 +300,7 @@ class _StreamingResult(unittest.TestResult):
             self._emit(event="end", id=tid, status=status, detail=detail, t=time.monotonic())
             return
         prev = self._status[tid][0]
-        if prev in ("fail", "error") and status in ("pass", "skip"):
+        if prev in ("fail", "error") and status in PASS_STATUSES:
             return
         self._status[tid] = (status, detail)
 
@@ -233,7 +314,10 @@ class _StreamingResult(unittest.TestResult):
 
     def addSkip(self, test, reason):
         super().addSkip(test, reason)
-        self._set(test, "skip", detail=reason)
+        if reason.startswith(NA_PREFIX):
+            self._set(test, "n/a", detail=reason[len(NA_PREFIX):])
+        else:
+            self._set(test, "skip", detail=reason)
 
     def addExpectedFailure(self, test, err):
         # CPython's own @expectedFailure: counts as passing its own contract.
@@ -320,9 +404,11 @@ def run_module(module: str, kind: str, *, python: str = sys.executable, only=Non
 # ---- expected failures ---------------------------------------------------------------------
 
 
-def classify(results: dict, expected: dict, flaky: dict = None) -> dict:
-    """Split results into counts and lists against the expected-failures table."""
+def classify(results: dict, expected: dict, flaky: dict = None, not_applicable: dict = None) -> dict:
+    """Split results into counts and lists against the tables of expected failures, flaky
+    tests and tests not applicable to the loop (test ids or fnmatch patterns -> reasons)."""
     flaky = flaky or {}
+    not_applicable = not_applicable or {}
 
     def match(table, tid):
         if tid in table:
@@ -332,7 +418,7 @@ def classify(results: dict, expected: dict, flaky: dict = None) -> dict:
                 return pattern
         return None
 
-    out = {"passed": 0, "skipped": 0, "expected_failures": 0, "flaky": 0,
+    out = {"passed": 0, "skipped": 0, "expected_failures": 0, "flaky": 0, "not_applicable": 0,
            "unexpected_failures": [], "unexpected_passes": [], "total": len(results)}
     for tid, (status, detail) in results.items():
         if match(flaky, tid):
@@ -340,13 +426,19 @@ def classify(results: dict, expected: dict, flaky: dict = None) -> dict:
             continue
         failing = status not in PASS_STATUSES
         key = match(expected, tid)
+        na_key = match(not_applicable, tid)
         if status == "skip":
             out["skipped"] += 1
+        elif status == "n/a":
+            out["not_applicable"] += 1
         elif not failing:
-            if key is not None and key == tid:
+            # A listed test that passes is listed wrongly (patterns may cover passing tests).
+            if (key is not None and key == tid) or (na_key is not None and na_key == tid):
                 out["unexpected_passes"].append(tid)
             else:
                 out["passed"] += 1
+        elif na_key is not None:
+            out["not_applicable"] += 1
         elif key is not None:
             out["expected_failures"] += 1
         else:
@@ -356,13 +448,67 @@ def classify(results: dict, expected: dict, flaky: dict = None) -> dict:
 
 def format_counts(module: str, c: dict) -> str:
     return (f"{module:<22} total {c['total']:>4}  passed {c['passed']:>4}  skipped {c['skipped']:>3}  "
-            f"xfail {c['expected_failures']:>3}  flaky {c['flaky']:>2}  "
+            f"xfail {c['expected_failures']:>3}  n/a {c.get('not_applicable', 0):>3}  flaky {c['flaky']:>2}  "
             f"FAILED {len(c['unexpected_failures']):>3}  XPASS {len(c['unexpected_passes']):>3}")
+
+
+def load_tables(suite: str):
+    """(expected failures, flaky, not applicable) of a suite, from <suite>_expected_failures.py."""
+    import importlib
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    tables = importlib.import_module(f"{suite}_expected_failures")
+    return (tables.EXPECTED_FAILURES, getattr(tables, "FLAKY", {}),
+            getattr(tables, "NOT_APPLICABLE", {}))
+
+
+def check_module(module: str, suite: str, kind: str = "uvcore", **kw):
+    """Run one module against its suite's tables: (counts, printable problems)."""
+    expected, flaky, not_applicable = load_tables(suite)
+    results = run_module(module, kind, **kw)
+    counts = classify(results, expected, flaky, not_applicable)
+    problems = [
+        f"{status.upper()}: {tid}\n{detail}" for tid, status, detail in counts["unexpected_failures"]
+    ] + [f"XPASS (remove it from {suite}_expected_failures.py): {tid}" for tid in counts["unexpected_passes"]]
+    return counts, problems
+
+
+def run_and_report(module: str, suite: str) -> list:
+    """For the pytest wrappers: run a module on uvcore, print its counts, return problems
+    (unexpected failures, listed tests that pass, or no test passing at all)."""
+    counts, problems = check_module(module, suite)
+    print("\n" + format_counts(module, counts), flush=True)
+    if counts["passed"] == 0:
+        problems.append(f"{module}: no test passed")
+    return problems
+
+
+def table_problems(suite: str) -> list:
+    """Entries of a suite's tables that name no module of the suite or give no reason."""
+    bad = []
+    for table in load_tables(suite):
+        for tid, reason in table.items():
+            if tid.split(".", 1)[0] not in SUITES[suite]:
+                bad.append(f"{tid}: not a module of the {suite} suite")
+            if not (isinstance(reason, str) and len(reason) > 10 and "\n" not in reason):
+                bad.append(f"{tid}: needs a one-line reason")
+    return bad
+
+
+def module_available(module: str) -> bool:
+    """Whether this Python's test suite has the module (some are 3.11+ or 3.12+)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(f"test.test_asyncio.{module}") is not None
+    except (ImportError, unittest.SkipTest):
+        return False
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("modules", nargs="*", default=None)
+    p.add_argument("--suite", default="net", choices=sorted(SUITES))
     p.add_argument("--loop", default="uvcore", choices=["asyncio", "uvloop", "uvcore"])
     p.add_argument("--only", action="append", help="fnmatch pattern on test ids")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -375,17 +521,14 @@ def main(argv=None) -> int:
         (args.module,) = args.modules
         return child_main(args)
 
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    expected, flaky = {}, {}
+    expected, flaky, not_applicable = {}, {}, {}
     if args.loop == "uvcore" and not args.no_expected:
-        from net_expected_failures import EXPECTED_FAILURES, FLAKY
-
-        expected, flaky = EXPECTED_FAILURES, FLAKY
+        expected, flaky, not_applicable = load_tables(args.suite)
     rc = 0
-    for module in args.modules or MODULES:
+    for module in args.modules or SUITES[args.suite]:
         t0 = time.monotonic()
         results = run_module(module, args.loop, only=args.only, verbose=args.verbose)
-        c = classify(results, expected, flaky)
+        c = classify(results, expected, flaky, not_applicable)
         print(format_counts(module, c) + f"  ({time.monotonic() - t0:.0f}s)", flush=True)
         for tid, status, detail in c["unexpected_failures"]:
             rc = 1
