@@ -134,7 +134,7 @@ def test_pubsub_and_subscription_methods_refuse_bad_arguments_cleanly(tally):
     assert uvcore.run(main()) == "ok"
 
 
-def test_transport_methods_refuse_bad_arguments_cleanly(tally, caplog):
+def test_transport_methods_refuse_bad_arguments_cleanly(tally):
     # Transports accept some odd values as asyncio's do (set_protocol(anything), write_eof()),
     # so the hammered ones may end up closed; what matters is no crash, and that the loop
     # and new transports still work afterwards.
