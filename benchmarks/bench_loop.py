@@ -26,6 +26,9 @@ import statistics
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _loops import new_loop  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results.json")
 LOOPS = ("asyncio", "uvloop", "uvcore")
@@ -36,20 +39,6 @@ TIMERS_N = 100_000
 TIMERS_SPREAD = 0.010  # seconds
 TASKS_N = 100_000
 TASK_AWAITS = 10
-
-
-def new_loop(name):
-    if name == "asyncio":
-        return asyncio.new_event_loop()
-    if name == "uvloop":
-        import uvloop
-
-        return uvloop.new_event_loop()
-    if name == "uvcore":
-        import uvcore
-
-        return uvcore.new_event_loop()
-    raise ValueError(name)
 
 
 def available_loops():

@@ -26,6 +26,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _loops import new_loop  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results.json")
 LOOPS = ("asyncio", "uvloop", "uvcore")
@@ -46,20 +49,6 @@ def workloads():
 
 
 # ---- servers (run in their own process: --serve KIND --loop LOOP) ---------------------------
-
-
-def new_loop(name):
-    if name == "asyncio":
-        return asyncio.new_event_loop()
-    if name == "uvloop":
-        import uvloop
-
-        return uvloop.new_event_loop()
-    if name == "uvcore":
-        import uvcore
-
-        return uvcore.new_event_loop()
-    raise ValueError(name)
 
 
 class EchoProtocol(asyncio.Protocol):
