@@ -815,10 +815,20 @@ static void loop_close_uv(UvcLoop *self)
     self->wakeup = NULL;
     self->prepare = NULL;
     self->check = NULL;
+    uvc_dns_cancel_all(self);
     uv_run(self->uv, UV_RUN_NOWAIT);
     while (uv_loop_close(self->uv) == UV_EBUSY) {
         uv_walk(self->uv, loop_close_walk_cb, NULL);
-        uv_run(self->uv, UV_RUN_NOWAIT);
+        if (self->dns_pending != NULL) {
+            /* A lookup a worker thread already runs cannot be withdrawn and the uv loop cannot
+             * close under it: wait for it without holding the GIL (its callback takes it). */
+            self->released = PyEval_SaveThread();
+            uv_run(self->uv, UV_RUN_ONCE);
+            uvc_loop_acquire(self);
+        }
+        else {
+            uv_run(self->uv, UV_RUN_NOWAIT);
+        }
     }
     PyMem_RawFree(self->uv);
     self->uv = NULL;

@@ -47,6 +47,7 @@ typedef struct UvcLoop {
     PyObject *weakreflist;
     PyObject *dict;
 
+    struct UvcDnsRequest *dns_pending; /* dns.c: lookups in flight, cancelled by close() */
     uv_poll_t *sigpoll;       /* reads the signal.set_wakeup_fd socketpair */
     int sig_rfd;
 
@@ -97,5 +98,8 @@ void uvc_poll_close_all(UvcLoop *loop);
  * calls it before closing its uv loop so their handles close cleanly. */
 void uvc_stream_close_all(UvcLoop *loop);
 PyObject *uvc_stream_find_fd(UvcLoop *loop, int fd); /* stream.c; borrowed or NULL */
+
+/* dns.c: withdraw the queued getaddrinfo/getnameinfo requests (loop.close()). */
+void uvc_dns_cancel_all(UvcLoop *loop);
 
 #endif

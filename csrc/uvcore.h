@@ -109,6 +109,9 @@ typedef struct {
     /* udp.c, process.c (issue 8) */
     PyTypeObject *UDPTransportType;
     PyTypeObject *ProcessType;
+
+    /* dns.c */
+    PyTypeObject *DnsRequestType;
 } uvc_state;
 
 extern PyModuleDef uvc_module_def;
@@ -128,6 +131,7 @@ int uvc_pubsub_module_init(PyObject *m, uvc_state *st);   /* pubsub.c */
 int uvc_stream_module_init(PyObject *m, uvc_state *st);   /* stream.c and friends */
 int uvc_udp_module_init(PyObject *m, uvc_state *st);      /* udp.c */
 int uvc_process_module_init(PyObject *m, uvc_state *st);  /* process.c */
+int uvc_dns_module_init(PyObject *m, uvc_state *st);      /* dns.c */
 
 /* Add a heap type made from spec to the module; stores it in *slot (a new reference). */
 int uvc_add_type(PyObject *m, PyType_Spec *spec, PyObject *bases, PyTypeObject **slot);

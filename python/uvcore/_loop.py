@@ -12,6 +12,7 @@ import errno
 import functools
 import itertools
 import logging
+import operator
 import os
 import signal
 import socket
@@ -388,15 +389,37 @@ class Loop(LiveHandlesMixin, _uvcore.Loop, NetworkMixin, DatagramMixin, Subproce
         else:
             thread.join()
 
-    # ---- DNS -------------------------------------------------------------------------
+    # ---- DNS: libuv's thread pool (csrc/dns.c) ------------------------------------------
 
     async def getaddrinfo(self, host, port, *, family=0, type=0, proto=0, flags=0):
-        return await self.run_in_executor(
-            None, socket.getaddrinfo, host, port, family, type, proto, flags
+        host_arg, port_arg = _addrinfo_args(host, port)
+        if host_arg is None and port_arg is None:
+            # libuv refuses this call; the C library answers it at once with EAI_NONAME
+            return socket.getaddrinfo(host, port, family, type, proto, flags)
+        debug = self.get_debug()
+        started = self.time() if debug else 0.0
+        infos = await self._dns_lookup(
+            _uvcore._getaddrinfo, host_arg, port_arg, family, type, proto, flags
         )
+        if debug:
+            _log_slow_lookup(self, f"{host}:{port!r}", started, infos)
+        return [
+            (_as_enum(af, socket.AddressFamily), _as_enum(kind, socket.SocketKind), pr, canon, addr)
+            for af, kind, pr, canon, addr in infos
+        ]
 
     async def getnameinfo(self, sockaddr, flags=0):
-        return await self.run_in_executor(None, socket.getnameinfo, sockaddr, flags)
+        address = _nameinfo_address(sockaddr)
+        return await self._dns_lookup(_uvcore._getnameinfo, *address, flags)
+
+    async def _dns_lookup(self, start, *args):
+        future = self.create_future()
+        request = start(self, future, *args)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            request.cancel()  # frees the pool thread unless a worker already runs it
+            raise
 
     # ---- asyncgens -------------------------------------------------------------------
 
@@ -736,3 +759,64 @@ def _cancel_all_tasks(loop):
                     "task": task,
                 }
             )
+
+
+# ---- DNS argument checks: the socket module's rules and messages ----------------------
+
+
+def _addrinfo_args(host, port):
+    """host and port as the bytes (or None) the C library takes, checked as socket does."""
+    if host is None or isinstance(host, bytes):
+        host_arg = host
+    elif isinstance(host, str):
+        host_arg = host.encode("idna")
+    else:
+        raise TypeError("getaddrinfo() argument 1 must be string or None")
+    if type(port) is int:
+        port_arg = str(port).encode()
+    elif isinstance(port, str):
+        port_arg = port.encode()
+    elif port is None or isinstance(port, bytes):
+        port_arg = port
+    else:
+        raise OSError("Int or String expected")
+    # the C library reads up to the first NUL, as socket.getaddrinfo() passes it
+    if host_arg is not None and b"\0" in host_arg:
+        host_arg = host_arg.split(b"\0", 1)[0]
+    if port_arg is not None and b"\0" in port_arg:
+        port_arg = port_arg.split(b"\0", 1)[0]
+    return host_arg, port_arg
+
+
+def _as_enum(value, enum):
+    try:
+        return enum(value)
+    except ValueError:
+        return value
+
+
+def _nameinfo_address(sockaddr):
+    """(family, numeric host, port, flowinfo, scope_id) for getnameinfo, or socket's error."""
+    if not isinstance(sockaddr, tuple):
+        raise TypeError("getnameinfo() argument 1 must be a tuple")
+    if not 2 <= len(sockaddr) <= 4 or not isinstance(sockaddr[0], str):
+        raise TypeError("getnameinfo(): illegal sockaddr argument")
+    host = sockaddr[0]
+    port, flowinfo, scope_id = (operator.index(v) for v in (sockaddr[1:] + (0, 0))[:3])
+    if not 0 <= flowinfo <= 0xFFFFF:
+        raise OverflowError("getnameinfo(): flowinfo must be 0-1048575.")
+    # A numeric-only lookup: never reaches a DNS server, and gives socket's own errors.
+    infos = socket.getaddrinfo(host, str(port), socket.AF_UNSPEC, socket.SOCK_DGRAM, 0,
+                               socket.AI_NUMERICHOST)
+    if len(infos) > 1:
+        raise OSError("sockaddr resolved to multiple addresses")
+    family, _, _, _, addr = infos[0]
+    if family == socket.AF_INET and len(sockaddr) != 2:
+        raise OSError("IPv4 sockaddr must be 2 tuple")
+    return int(family), addr[0], port, flowinfo, scope_id
+
+
+def _log_slow_lookup(loop, what, started, infos):
+    elapsed = loop.time() - started
+    level = logging.INFO if elapsed >= loop.slow_callback_duration else logging.DEBUG
+    logger.log(level, "Getting address info %s took %.3f ms: %r", what, elapsed * 1e3, infos)
