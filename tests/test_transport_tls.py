@@ -191,3 +191,42 @@ def test_loop_start_tls_on_protocol_transports(loop, contexts):
         await server.wait_closed()
 
     run(loop, main())
+
+
+@pytest.mark.parametrize("kind", ["tcp", "unix"])
+def test_extra_info_survives_a_server_that_answers_and_closes_at_once(loop, contexts, tmp_path, kind):
+    # uvcore may read the reply, the EOF and the close in the poll that ends the handshake,
+    # so the connection can be lost before create_connection returns; the caller still sees
+    # the socket's addresses (asyncio's SSLProtocol forgets its transport on connection_lost).
+    server_ctx, client_ctx = contexts
+
+    async def answer_and_close(reader, writer):
+        writer.write(b"bye")
+        writer.close()
+
+    async def main():
+        if kind == "tcp":
+            server = await asyncio.start_server(answer_and_close, "127.0.0.1", 0, ssl=server_ctx)
+            port = server.sockets[0].getsockname()[1]
+            r, w = await asyncio.open_connection("127.0.0.1", port, ssl=client_ctx,
+                                                 server_hostname="localhost")
+        else:
+            path = str(tmp_path / "s.sock")
+            server = await asyncio.start_unix_server(answer_and_close, path, ssl=server_ctx)
+            r, w = await asyncio.open_unix_connection(path, ssl=client_ctx, server_hostname="localhost")
+        assert await r.read() == b"bye"
+        try:
+            await w.wait_closed()  # without close(): until the connection is lost
+        except (ConnectionError, ssl.SSLError):
+            pass  # the server did not wait for a TLS close_notify reply
+        sockname, peername = w.get_extra_info("sockname"), w.get_extra_info("peername")
+        if kind == "tcp":
+            assert sockname[0] == "127.0.0.1" and peername == ("127.0.0.1", port)
+        else:
+            assert sockname == "" and peername == path
+        assert w.get_extra_info("socket") is not None
+        w.close()
+        server.close()
+        await server.wait_closed()
+
+    run(loop, main())

@@ -123,12 +123,28 @@ def _bind_error(exc, address):
     )
 
 
+class _SSLProtocol(sslproto.SSLProtocol):
+    """asyncio's SSL protocol, keeping the socket's extra info past connection_lost.
+
+    SSLProtocol answers get_extra_info from its transport and drops the transport when the
+    connection is lost. uvcore can read a whole short exchange (reply, EOF, close) in the
+    poll that completes the handshake, before create_connection returns; the caller must
+    still see the sockname/peername it would see on asyncio's selector loop."""
+
+    def connection_made(self, transport):
+        for name in ("sockname", "peername", "socket"):
+            value = transport.get_extra_info(name)
+            if value is not None:
+                self._extra.setdefault(name, value)
+        super().connection_made(transport)
+
+
 def _make_ssl_protocol(loop, app_protocol, sslcontext, waiter, server_side, server_hostname,
                        handshake_timeout, shutdown_timeout, call_connection_made=True):
     kwargs = {"ssl_handshake_timeout": handshake_timeout}
     if _SSL_SHUTDOWN_TIMEOUT:
         kwargs["ssl_shutdown_timeout"] = shutdown_timeout
-    return sslproto.SSLProtocol(
+    return _SSLProtocol(
         loop, app_protocol, sslcontext, waiter, server_side, server_hostname,
         call_connection_made=call_connection_made, **kwargs,
     )

@@ -36,7 +36,4 @@ NOT_APPLICABLE: dict = {
 }
 
 # Either outcome accepted (not counted as passed).
-FLAKY: dict = {
-    "test_events.LoopEventTests.test_create_ssl_unix_connection":
-        "test server answers and closes at once; uvcore may read it all before the call returns: sockname None after connection_lost",
-}
+FLAKY: dict = {}
