@@ -1,6 +1,9 @@
 """uvcore.Loop runs the lecture's basics: gather, return_exceptions, Queue producer/consumer."""
 import asyncio
+import sys
 import time
+
+import pytest
 
 import uvcore
 
@@ -64,6 +67,7 @@ def test_producer_consumer_on_asyncio_queue():
     assert uvcore.run(main()) == list(range(20))
 
 
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.Runner is new in Python 3.11")
 def test_runner_with_loop_factory():
     async def main():
         return type(asyncio.get_running_loop())

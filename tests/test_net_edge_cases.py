@@ -284,6 +284,7 @@ def test_peer_reset_reaches_connection_lost_as_connection_reset(loop_name):
 # ---- TLS, Unix, accepted sockets ----------------------------------------------------------
 
 
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="StreamWriter.start_tls is new in Python 3.11")
 @pytest.mark.parametrize("loop_name", LOOPS)
 def test_starttls_upgrade_on_both_stream_ends(loop_name):
     from test.test_asyncio import utils as aio_test_utils
