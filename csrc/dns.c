@@ -188,43 +188,41 @@ done:
     Py_XDECREF(exc);
 }
 
+/* The part of a completion both kinds share: 1 when the lookup succeeded and its answer is
+ * the caller's to deliver; 0 when it was cancelled (the awaiter is gone or the loop is
+ * closing) or failed, in which case the request is already settled and released. */
+static int dns_settle(UvcDnsRequest *r, int status)
+{
+    uvc_loop_acquire(r->loop);
+    dns_unlink(r);
+    if (status >= 0) {
+        return 1;
+    }
+    if (status != UV_EAI_CANCELED && status != UV_ECANCELED) {
+        dns_finish(r, NULL, dns_error(status));
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
 static void dns_on_addrinfo(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
     UvcDnsRequest *r = req->data;
-    uvc_loop_acquire(r->loop);
-    dns_unlink(r);
-    if (status == UV_EAI_CANCELED || status == UV_ECANCELED) {
-        /* only cancelled when the awaiter is gone or the loop is closing */
-        Py_DECREF(r);
-        return;
-    }
-    if (status < 0) {
-        dns_finish(r, NULL, dns_error(status));
-    }
-    else {
+    if (dns_settle(r, status)) {
         dns_finish(r, dns_addrinfo_list(res), NULL);
+        Py_DECREF(r);
     }
     uv_freeaddrinfo(res);
-    Py_DECREF(r);
 }
 
 static void dns_on_nameinfo(uv_getnameinfo_t *req, int status, const char *hostname,
                             const char *service)
 {
     UvcDnsRequest *r = req->data;
-    uvc_loop_acquire(r->loop);
-    dns_unlink(r);
-    if (status == UV_EAI_CANCELED || status == UV_ECANCELED) {
-        Py_DECREF(r);
-        return;
-    }
-    if (status < 0) {
-        dns_finish(r, NULL, dns_error(status));
-    }
-    else {
+    if (dns_settle(r, status)) {
         dns_finish(r, Py_BuildValue("(ss)", hostname, service), NULL);
+        Py_DECREF(r);
     }
-    Py_DECREF(r);
 }
 
 /* A new request bound to loop and future, or NULL with an exception set. */
@@ -250,6 +248,23 @@ static UvcDnsRequest *dns_request_new(PyObject *module, PyObject *loop, PyObject
     r->req.any.data = r;
     PyObject_GC_Track(r);
     return r;
+}
+
+/* The request once uv_getaddrinfo/uv_getnameinfo answered `err`: linked into the loop's
+ * pending list and returned, or released with the socket module's exception raised. */
+static PyObject *dns_started(UvcDnsRequest *r, int err)
+{
+    if (err < 0) {
+        PyObject *exc = dns_error(err);
+        if (exc != NULL) {
+            PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+            Py_DECREF(exc);
+        }
+        Py_DECREF(r);
+        return NULL;
+    }
+    dns_link(r);
+    return (PyObject *)r;
 }
 
 /* _getaddrinfo(loop, future, host: bytes|None, port: bytes|None, family, type, proto, flags)
@@ -279,18 +294,8 @@ static PyObject *dns_getaddrinfo(PyObject *module, PyObject *args)
     hints.ai_protocol = proto;
     hints.ai_flags = flags;
     r->req.addrinfo.data = r;
-    int err = uv_getaddrinfo(r->loop->uv, &r->req.addrinfo, dns_on_addrinfo, host, port, &hints);
-    if (err < 0) {
-        PyObject *exc = dns_error(err);
-        if (exc != NULL) {
-            PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
-            Py_DECREF(exc);
-        }
-        Py_DECREF(r);
-        return NULL;
-    }
-    dns_link(r);
-    return (PyObject *)r;
+    return dns_started(r, uv_getaddrinfo(r->loop->uv, &r->req.addrinfo, dns_on_addrinfo,
+                                          host, port, &hints));
 }
 
 /* _getnameinfo(loop, future, family, host, port, flowinfo, scope_id, flags): host is a
@@ -331,18 +336,8 @@ static PyObject *dns_getnameinfo(PyObject *module, PyObject *args)
         return NULL;
     }
     r->req.nameinfo.data = r;
-    err = uv_getnameinfo(r->loop->uv, &r->req.nameinfo, dns_on_nameinfo, (struct sockaddr *)&ss, flags);
-    if (err < 0) {
-        PyObject *exc = dns_error(err);
-        if (exc != NULL) {
-            PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
-            Py_DECREF(exc);
-        }
-        Py_DECREF(r);
-        return NULL;
-    }
-    dns_link(r);
-    return (PyObject *)r;
+    return dns_started(r, uv_getnameinfo(r->loop->uv, &r->req.nameinfo, dns_on_nameinfo,
+                                          (struct sockaddr *)&ss, flags));
 }
 
 static PyObject *dns_request_cancel(UvcDnsRequest *r, PyObject *unused)
