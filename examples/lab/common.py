@@ -22,5 +22,12 @@ def loop_name() -> str:
 
 
 def server_stats(chat: Chat, server: str) -> Dict[str, Any]:
-    """Broker counters plus what the server runs on (tests and the benchmark read this)."""
-    return {"server": server, "loop": loop_name(), "pubsub": dict(chat.pubsub.stats())}
+    """Broker counters, what the server runs on, how much the chat holds and what its limits
+    refused (tests and the benchmark read this)."""
+    return {
+        "server": server,
+        "loop": loop_name(),
+        "pubsub": dict(chat.pubsub.stats()),
+        "chat": {"rooms": len(chat.rooms()), "messages": chat.stored},
+        "limits": chat.counters.as_dict(),
+    }
