@@ -48,6 +48,8 @@ typedef struct UvcLoop {
     PyObject *dict;
 
     struct UvcDnsRequest *dns_pending; /* dns.c: lookups in flight, cancelled by close() */
+    struct UvcFanoutSink *fanout_dirty; /* wsfanout.c: sinks holding frames (strong refs),
+                                         * written at the end of the iteration */
     uv_poll_t *sigpoll;       /* reads the signal.set_wakeup_fd socketpair */
     int sig_rfd;
 
