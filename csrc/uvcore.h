@@ -91,7 +91,7 @@ typedef struct {
     PyTypeObject *PubSubWaitType;     /* internal: awaitable of an __anext__ that must wait */
     void *pubsub_extra;              /* reserved for pubsub.c's own needs */
 
-    /* stream.c, tcp.c, unix.c, server.c (issue 3) */
+    /* stream.c, tcp.c, unix.c, server.c: stream transports and listeners */
     PyTypeObject *StreamTransportType;
     PyTypeObject *ServerType;        /* server.c's Listener (one listening socket) */
     void *stream_extra;              /* UvcLink *: registry of open transports/listeners */
@@ -106,7 +106,7 @@ typedef struct {
     PyObject *str_pause_writing;
     PyObject *str_resume_writing;
 
-    /* udp.c, process.c (issue 8) */
+    /* udp.c, process.c: datagram transports and child processes */
     PyTypeObject *UDPTransportType;
     PyTypeObject *ProcessType;
 
