@@ -3,6 +3,7 @@
  * heap, uv_run once (the GIL is released only while libuv would block). Cold paths (run_forever's
  * set-up, exception handler text, executors) live in python/uvcore/_loop.py. */
 #include "loop.h"
+#include "wsfanout.h"
 
 #include <math.h>
 #include <pythread.h>
@@ -324,6 +325,9 @@ static int loop_run_once(UvcLoop *loop)
     if (loop_move_due_timers(loop) < 0 || loop_run_ready_batch(loop) < 0) {
         return -1;
     }
+    if (loop->fanout_dirty != NULL) {
+        uvc_fanout_flush(loop); /* fan-out frames the batch queued: one write per connection */
+    }
     int64_t timeout = -1;
     while (loop->timers_len > 0 && loop->timers[0]->cancelled) {
         UvcHandle *h = loop_pop_timer(loop);
@@ -352,6 +356,9 @@ static int loop_run_once(UvcLoop *loop)
     uv_run(loop->uv, timeout == 0 ? UV_RUN_NOWAIT : UV_RUN_ONCE);
     uvc_loop_acquire(loop);
     loop->blocking = 0;
+    if (loop->fanout_dirty != NULL) {
+        uvc_fanout_flush(loop); /* and the ones I/O callbacks queued, before the next poll */
+    }
     if (loop->pending_exc != NULL) {
         PyObject *exc = loop->pending_exc;
         loop->pending_exc = NULL;
@@ -817,6 +824,7 @@ static void loop_close_uv(UvcLoop *self)
     if (self->uv == NULL) {
         return;
     }
+    uvc_fanout_flush(self);     /* held fan-out frames, before their transports close */
     uvc_stream_close_all(self); /* transports and servers (stream.c) */
     uvc_poll_close_all(self);
     loop_stop_signal_poll(self);
@@ -932,12 +940,13 @@ static int loop_traverse(UvcLoop *self, visitproc visit, void *arg)
     Py_VISIT(self->pending_exc);
     Py_VISIT(self->signal_wakeup);
     Py_VISIT(self->dict);
-    return 0;
+    return uvc_fanout_traverse_dirty(self, visit, arg);
 }
 
 static int loop_clear(UvcLoop *self)
 {
     loop_clear_queues(self);
+    uvc_fanout_clear_dirty(self);
     Py_CLEAR(self->pollers);
     Py_CLEAR(self->task_factory);
     Py_CLEAR(self->pending_exc);
