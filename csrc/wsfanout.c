@@ -777,46 +777,39 @@ static PyObject *uvc_fanout_call(PyObject *module, PyObject *const *args, Py_ssi
     }
     uvc_state *st = uvc_state_of_module(module);
     PyObject *str_send = NULL;
+    UvcLoop *checked = NULL; /* the loop whose thread was checked last */
     Py_ssize_t queued = 0;
     int failed = 0;
+    /* A member is held while it is used and the sequence re-read every time: an on_overflow
+     * callback or a Python sink's send may change a list it was given. */
     for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
-        PyObject *m = PySequence_Fast_ITEMS(seq)[i];
+        PyObject *m = Py_NewRef(PySequence_Fast_ITEMS(seq)[i]);
+        int r = -1;
         if (!PyTuple_Check(m) || PyTuple_GET_SIZE(m) != 2) {
             PyErr_SetString(PyExc_TypeError, "members must be (sink, prefix) tuples");
-            failed = 1;
-            break;
-        }
-        PyObject *sink = PyTuple_GET_ITEM(m, 0), *prefix = PyTuple_GET_ITEM(m, 1);
-        if (uvc_fanout_check_bytes(prefix, "prefix") < 0) {
-            failed = 1;
-            break;
-        }
-        if (PyObject_TypeCheck(sink, st->FanoutSinkType)) {
-            UvcFanoutSink *s = (UvcFanoutSink *)sink;
-            if (uvc_stream_check_thread(s->loop) < 0) {
-                failed = 1;
-                break;
+        } else if (uvc_fanout_check_bytes(PyTuple_GET_ITEM(m, 1), "prefix") == 0) {
+            PyObject *sink = PyTuple_GET_ITEM(m, 0), *prefix = PyTuple_GET_ITEM(m, 1);
+            if (PyObject_TypeCheck(sink, st->FanoutSinkType)) {
+                UvcFanoutSink *s = (UvcFanoutSink *)sink;
+                if (s->loop == checked || uvc_stream_check_thread(s->loop) == 0) {
+                    checked = s->loop;
+                    r = uvc_fanout_push(s, prefix, payload, suffix);
+                }
+            } else if (str_send != NULL || (str_send = PyUnicode_InternFromString("send")) != NULL) {
+                PyObject *margs[4] = {sink, prefix, payload, suffix};
+                PyObject *res = PyObject_VectorcallMethod(str_send, margs, 4, NULL);
+                if (res != NULL) {
+                    r = PyObject_IsTrue(res) > 0;
+                    Py_DECREF(res);
+                }
             }
-            int r = uvc_fanout_push(s, prefix, payload, suffix);
-            if (r < 0) {
-                failed = 1;
-                break;
-            }
-            queued += r;
-            continue;
         }
-        if (str_send == NULL && (str_send = PyUnicode_InternFromString("send")) == NULL) {
+        Py_DECREF(m);
+        if (r < 0) {
             failed = 1;
             break;
         }
-        PyObject *margs[4] = {sink, prefix, payload, suffix};
-        PyObject *r = PyObject_VectorcallMethod(str_send, margs, 4, NULL);
-        if (r == NULL) {
-            failed = 1;
-            break;
-        }
-        queued += PyObject_IsTrue(r) > 0;
-        Py_DECREF(r);
+        queued += r;
     }
     Py_XDECREF(str_send);
     Py_XDECREF(empty);

@@ -518,3 +518,35 @@ def test_sink_for_transport_picks_the_c_sink_on_uvcore(loop):
         server.close()
 
     loop.run_until_complete(main())
+
+
+def test_members_list_changed_during_fanout_is_safe(loop):
+    """A Python sink's send (or an on_overflow callback) may change the list being fanned
+    out to; fanout reads it afresh and never touches a freed member."""
+
+    async def main():
+        transport, client, server = await connected_pair()
+        sink = FanoutSink(transport)
+        members = []
+
+        class Clearing:
+            def send(self, prefix, payload, suffix):
+                members.clear()
+                return True
+
+        members[:] = [(Clearing(), b"a")] + [(sink, b"%d" % i) for i in range(100)]
+        assert fanout(b"x", members) == 1  # the rest were gone by the time they were reached
+
+        class Raising:
+            def send(self, prefix, payload, suffix):
+                raise ValueError("boom")
+
+        with pytest.raises(ValueError):
+            fanout(b"x", [(sink, b"1"), (Raising(), b"2"), (sink, b"3")])
+        assert sink.held == 1  # what came before the error was queued
+        sink.close()
+        transport.close()
+        client.close()
+        server.close()
+
+    loop.run_until_complete(main())

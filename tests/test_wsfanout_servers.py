@@ -310,3 +310,40 @@ def test_uvicorn_version_is_in_the_tested_range():
                  "keepalive_timeout", "shutdown", "connection_lost", "send"):
         assert callable(getattr(WebSocketsSansIOProtocol, name)), name
     assert websockets.version.version >= "13"
+
+
+def test_readme_room_example_runs_as_written(free_port):
+    """The README's uvicorn room example, run in its own interpreter (port changed): two
+    clients join, what one sends both get, wrapped in their own prefix."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = re.search(r"^## WebSocket fan-out\n(.*?)(?=^## )", text, re.S | re.M).group(1)
+    [code] = [c for c in re.findall(r"^```python\n(.*?)^```", section, re.S | re.M) if "uvicorn.Config" in c]
+    assert "port=8000" in code
+    code = code.replace("port=8000", f"port={free_port}, log_level='warning'")
+    proc = subprocess.Popen([sys.executable, "-c", code])
+
+    async def main():
+        for _ in range(200):
+            try:
+                a = await connect(f"ws://127.0.0.1:{free_port}/")
+                break
+            except OSError:
+                await asyncio.sleep(0.05)
+        b = await connect(f"ws://127.0.0.1:{free_port}/")
+        await asyncio.sleep(0.1)
+        await a.send('{"text":"hi"}')
+        got = sorted([json.loads(await asyncio.wait_for(ws.recv(), 10)) for ws in (a, b)], key=lambda m: m["to"])
+        assert got == [{"to": "0", "msg": {"text": "hi"}}, {"to": "1", "msg": {"text": "hi"}}]
+        await a.close()
+        await b.close()
+
+    try:
+        run("asyncio", main)
+    finally:
+        proc.terminate()
+        proc.wait(30)
