@@ -48,6 +48,8 @@ typedef struct UvcLoop {
     PyObject *dict;
 
     struct UvcDnsRequest *dns_pending; /* dns.c: lookups in flight, cancelled by close() */
+    struct UvcFanoutSink *fanout_dirty; /* wsfanout.c: sinks holding frames (strong refs),
+                                         * written at the end of the iteration */
     uv_poll_t *sigpoll;       /* reads the signal.set_wakeup_fd socketpair */
     int sig_rfd;
 
@@ -94,7 +96,7 @@ PyObject *uvc_poll_add(UvcLoop *loop, PyObject *const *args, Py_ssize_t nargs, P
 PyObject *uvc_poll_remove(UvcLoop *loop, PyObject *fd, int writer);
 void uvc_poll_close_all(UvcLoop *loop);
 
-/* stream.c (issue 3): close the transports and servers still open on this loop; loop.c
+/* stream.c: close the transports and servers still open on this loop; loop.c
  * calls it before closing its uv loop so their handles close cleanly. */
 void uvc_stream_close_all(UvcLoop *loop);
 PyObject *uvc_stream_find_fd(UvcLoop *loop, int fd); /* stream.c; borrowed or NULL */
