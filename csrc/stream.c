@@ -1349,6 +1349,10 @@ static PyObject *stream_tp_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
         return NULL;
     }
     uvc_stream_set_opened(t, kind);
+    if (uvc_poll_release_fd(lp, fd) < 0) {
+        uvc_stream_discard(t);
+        return NULL;
+    }
     err = kind == UVC_KIND_PIPE ? uv_pipe_open(&t->uv.pipe, fd) : uv_tcp_open(&t->uv.tcp, fd);
     if (err < 0) {
         uvc_stream_discard(t); /* the socket object keeps its fd */
@@ -1400,6 +1404,11 @@ static PyObject *stream_open_pipe(PyTypeObject *tp, PyObject *args)
     t->pipe_mode = writable ? UVC_PIPE_WRITE : UVC_PIPE_READ;
     t->extra = Py_NewRef(extra);
     uvc_stream_set_opened(t, UVC_KIND_PIPE);
+    if (uvc_poll_release_fd(lp, fd) < 0) {
+        close(fd);
+        uvc_stream_discard(t);
+        return NULL;
+    }
     err = uv_pipe_open(&t->uv.pipe, fd);
     if (err < 0) {
         close(fd);
