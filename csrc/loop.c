@@ -3,6 +3,7 @@
  * heap, uv_run once (the GIL is released only while libuv would block). Cold paths (run_forever's
  * set-up, exception handler text, executors) live in python/uvcore/_loop.py. */
 #include "loop.h"
+#include "wsfanout.h"
 
 #include <math.h>
 #include <pythread.h>
@@ -76,8 +77,11 @@ int uvc_loop_check_closed(UvcLoop *loop)
     return 0;
 }
 
-/* Methods that touch the loop's private state from another thread while it runs would race
- * with libuv; asyncio only checks in debug mode, we always do since the check is cheap. */
+/* Methods that hand a libuv handle to another thread while the loop runs would race with
+ * libuv (it is not thread-safe), so add_reader and friends always check. Scheduling methods
+ * only touch the ready ring and the timer heap, which the GIL protects, so they check in debug
+ * mode only, as asyncio and uvloop do: a cross-thread call_soon then takes effect at the loop's
+ * next wake-up instead of raising half-way through a Future's callbacks. */
 static int loop_check_thread(UvcLoop *loop)
 {
     if (loop->thread_id != 0 && loop->thread_id != PyThread_get_thread_ident()) {
@@ -201,15 +205,21 @@ static UvcHandle *loop_pop_timer(UvcLoop *loop)
 }
 
 /* When most of the heap is cancelled timers (a server cancelling its timeouts), rebuild it
- * so memory does not grow with cancelled entries, as asyncio does. */
+ * so memory does not grow with cancelled entries, as asyncio does. The dropped handles are
+ * released only once the heap is whole again: a release can run Python code (a weakref
+ * callback) that lets another thread's call_later push onto the heap. */
 static void loop_compact_timers(UvcLoop *loop)
 {
-    Py_ssize_t n = 0;
+    UvcHandle **dropped = PyMem_Malloc(loop->timers_len * sizeof(UvcHandle *));
+    if (dropped == NULL) {
+        return; /* compaction only saves memory; try again next iteration */
+    }
+    Py_ssize_t n = 0, ndropped = 0;
     for (Py_ssize_t i = 0; i < loop->timers_len; i++) {
         UvcHandle *h = loop->timers[i];
         if (h->cancelled) {
             h->scheduled = 0;
-            Py_DECREF(h);
+            dropped[ndropped++] = h;
         } else {
             loop->timers[n++] = h;
         }
@@ -219,6 +229,10 @@ static void loop_compact_timers(UvcLoop *loop)
     for (Py_ssize_t i = n / 2 - 1; i >= 0; i--) {
         heap_sift_down(loop->timers, n, i);
     }
+    for (Py_ssize_t i = 0; i < ndropped; i++) {
+        Py_DECREF(dropped[i]);
+    }
+    PyMem_Free(dropped);
 }
 
 /* ---- libuv callbacks ------------------------------------------------------------------- */
@@ -322,6 +336,9 @@ static int loop_run_once(UvcLoop *loop)
     if (loop_move_due_timers(loop) < 0 || loop_run_ready_batch(loop) < 0) {
         return -1;
     }
+    if (loop->fanout_dirty != NULL) {
+        uvc_fanout_flush(loop); /* fan-out frames the batch queued: one write per connection */
+    }
     int64_t timeout = -1;
     while (loop->timers_len > 0 && loop->timers[0]->cancelled) {
         UvcHandle *h = loop_pop_timer(loop);
@@ -350,6 +367,9 @@ static int loop_run_once(UvcLoop *loop)
     uv_run(loop->uv, timeout == 0 ? UV_RUN_NOWAIT : UV_RUN_ONCE);
     uvc_loop_acquire(loop);
     loop->blocking = 0;
+    if (loop->fanout_dirty != NULL) {
+        uvc_fanout_flush(loop); /* and the ones I/O callbacks queued, before the next poll */
+    }
     if (loop->pending_exc != NULL) {
         PyObject *exc = loop->pending_exc;
         loop->pending_exc = NULL;
@@ -467,7 +487,7 @@ static PyObject *loop_schedule_soon(UvcLoop *self, const char *name, PyObject *c
 {
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     PyObject *context;
-    if (uvc_loop_check_closed(self) < 0 || (!threadsafe && loop_check_thread(self) < 0) ||
+    if (uvc_loop_check_closed(self) < 0 || (!threadsafe && self->debug && loop_check_thread(self) < 0) ||
         parse_callback_args(name, args, nargs, kwnames, 0, &context) < 0) {
         return NULL;
     }
@@ -512,7 +532,7 @@ static PyObject *loop_schedule_at(UvcLoop *self, const char *name, double when, 
                                   Py_ssize_t nargs, PyObject *kwnames)
 {
     PyObject *context;
-    if (uvc_loop_check_closed(self) < 0 || loop_check_thread(self) < 0 ||
+    if (uvc_loop_check_closed(self) < 0 || (self->debug && loop_check_thread(self) < 0) ||
         parse_callback_args(name, args, nargs, kwnames, 1, &context) < 0) {
         return NULL;
     }
@@ -615,7 +635,7 @@ static PyObject *loop_create_task(UvcLoop *self, PyObject *const *args, size_t n
     }
     /* Checked before the Task exists: its constructor's call_soon would refuse too, but only
      * after a Task that can never run was made (and later reported as destroyed pending). */
-    if (uvc_loop_check_closed(self) < 0 || loop_check_thread(self) < 0) {
+    if (uvc_loop_check_closed(self) < 0 || (self->debug && loop_check_thread(self) < 0)) {
         return NULL;
     }
     if (self->task_factory == NULL) {
@@ -838,6 +858,7 @@ static void loop_close_uv(UvcLoop *self)
     if (self->uv == NULL) {
         return;
     }
+    uvc_fanout_flush(self);     /* held fan-out frames, before their transports close */
     uvc_stream_close_all(self); /* transports and servers (stream.c) */
     uvc_poll_close_all(self);
     loop_stop_signal_poll(self);
@@ -955,12 +976,13 @@ static int loop_traverse(UvcLoop *self, visitproc visit, void *arg)
     Py_VISIT(self->pending_exc);
     Py_VISIT(self->signal_wakeup);
     Py_VISIT(self->dict);
-    return 0;
+    return uvc_fanout_traverse_dirty(self, visit, arg);
 }
 
 static int loop_clear(UvcLoop *self)
 {
     loop_clear_queues(self);
+    uvc_fanout_clear_dirty(self);
     Py_CLEAR(self->pollers);
     Py_CLEAR(self->pollers_started);
     Py_CLEAR(self->task_factory);

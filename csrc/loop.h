@@ -49,6 +49,8 @@ typedef struct UvcLoop {
     PyObject *dict;
 
     struct UvcDnsRequest *dns_pending; /* dns.c: lookups in flight, cancelled by close() */
+    struct UvcFanoutSink *fanout_dirty; /* wsfanout.c: sinks holding frames (strong refs),
+                                         * written at the end of the iteration */
     uv_poll_t *sigpoll;       /* reads the signal.set_wakeup_fd socketpair */
     int sig_rfd;
     int sig_started;          /* sigpoll started since the last poll: check sig_rfd first */
@@ -108,7 +110,7 @@ int uvc_poll_release_fd(UvcLoop *loop, int fd);
  * closed (libuv aborts on a closed fd) or reused. Reports its own errors. */
 void uvc_poll_check_started(UvcLoop *loop);
 
-/* stream.c (issue 3): close the transports and servers still open on this loop; loop.c
+/* stream.c: close the transports and servers still open on this loop; loop.c
  * calls it before closing its uv loop so their handles close cleanly. */
 void uvc_stream_close_all(UvcLoop *loop);
 PyObject *uvc_stream_find_fd(UvcLoop *loop, int fd); /* stream.c; borrowed or NULL */

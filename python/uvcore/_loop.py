@@ -410,9 +410,18 @@ class Loop(LiveHandlesMixin, _uvcore.Loop, NetworkMixin, DatagramMixin, Subproce
             return socket.getaddrinfo(host, port, family, type, proto, flags)
         debug = self.get_debug()
         started = self.time() if debug else 0.0
-        infos = await self._dns_lookup(
-            _uvcore._getaddrinfo, host_arg, port_arg, family, type, proto, flags
-        )
+        try:
+            infos = await self._dns_lookup(
+                _uvcore._getaddrinfo, host_arg, port_arg, family, type, proto, flags
+            )
+        except OSError as exc:
+            if exc.errno != errno.EINVAL or isinstance(exc, socket.gaierror):
+                raise
+            # libuv's IDNA step refuses names the C library answers itself (empty, over 255
+            # bytes, not UTF-8) with EINVAL; ask the C library as asyncio does, off the loop.
+            infos = await self.run_in_executor(
+                None, socket.getaddrinfo, host, port, family, type, proto, flags
+            )
         if debug:
             _log_slow_lookup(self, f"{host}:{port!r}", started, infos)
         return [
