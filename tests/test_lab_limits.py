@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import re
 import os
 import socket
 import sys
@@ -357,7 +358,22 @@ def read_until_close_frame(sock: socket.socket) -> Any:
     return None
 
 
+@pytest.fixture(scope="module", params=["fastapi", "aiohttp"])
+def plain_lab(request):
+    """Subscriptions unshared: each one sends through Strawberry's own path."""
+    with lab_server(server=request.param, extra_args=["--subscriptions", "plain", *small_args()]) as server:
+        yield server
+
+
 def test_a_client_that_stops_reading_is_closed_with_1008(lab):
+    check_slow_consumer_is_closed(lab)
+
+
+def test_a_client_that_stops_reading_is_closed_with_1008_unshared(plain_lab):
+    check_slow_consumer_is_closed(plain_lab)
+
+
+def check_slow_consumer_is_closed(lab):
     before = counters(lab)
     base = lab.subscribers()
 
@@ -521,9 +537,42 @@ def test_every_limit_is_a_command_line_option_with_the_default():
 
 
 def test_uvicorn_still_has_what_the_guarded_protocols_use():
-    from examples.lab.uvicorn_protocols import UVICORN_ATTRIBUTES
+    import uvicorn
+    from packaging.specifiers import SpecifierSet
 
+    from examples.lab.uvicorn_protocols import UVICORN_ATTRIBUTES
+    from uvcore.uvicorn import UVICORN_TESTED
+
+    assert uvicorn.__version__ in SpecifierSet(",".join(UVICORN_TESTED)), uvicorn.__version__
     for cls, attributes in UVICORN_ATTRIBUTES.items():
         source = inspect.getsource(cls)
         for attribute in attributes:
             assert f"self.{attribute} =" in source or f"self.{attribute}: " in source, (cls, attribute)
+
+
+def test_the_fan_out_sinks_close_at_the_same_cap():
+    """Where the C fan-out (uvcore.uvicorn, uvcore.aiohttp) writes to a connection, its
+    per-connection cap is the lab's max_outbound_bytes, with the "close" policy."""
+    from examples.lab.app_aiohttp import GuardedWebSocketResponse
+    from examples.lab.limits import Counters
+    from examples.lab.uvicorn_protocols import guarded_protocols
+
+    limits = Limits(max_outbound_bytes=12345)
+    _, ws_protocol = guarded_protocols(limits, Counters())
+    assert (ws_protocol.fanout_max_queued, ws_protocol.fanout_policy) == (12345, "close")
+    response = GuardedWebSocketResponse(limits=limits, counters=Counters())
+    assert (response._fanout_max_queued, response._fanout_policy) == (12345, "close")
+
+
+def test_every_limit_option_is_documented_in_the_readme_with_its_default():
+    from pathlib import Path
+
+    from examples.lab.server import LIMIT_OPTIONS
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    defaults = Limits()
+    for name in LIMIT_OPTIONS:
+        option = "--" + name.replace("_", "-")
+        default = getattr(defaults, name)
+        shown = f"{default:g}" if isinstance(default, float) else str(default)
+        assert re.search(rf"^\| `{option} [NS]` \| `{shown}` \|", readme, re.M), option

@@ -9,8 +9,12 @@ import asyncio
 import logging
 from typing import Any, Callable, Dict, Mapping, Optional
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 from strawberry.aiohttp.views import AiohttpWebSocketAdapter, GraphQLView
+
+from uvcore.aiohttp import FanoutWebSocketResponse
+from uvcore.strawberry import SINK_FACTORIES, BytesSink, Sink
+from uvcore.strawberry.aiohttp import GraphQLView as SharedGraphQLView
 
 from .common import PubSubFactory, page_html, server_stats
 from .limits import CLOSE_GRACE, CLOSE_SLOW_CONSUMER, SLOW_CONSUMER_REASON, Counters, GuardedAdapterMixin, Limits, bound_send_buffer
@@ -24,28 +28,74 @@ log = logging.getLogger("lab.limits")
 class GuardedAiohttpWebSocketAdapter(GuardedAdapterMixin, AiohttpWebSocketAdapter):
     """aiohttp writes each message straight to the transport: what the client does not read
     stays in the transport's buffer. Past max_outbound_bytes the client is closed with 1008
-    (aborted if it does not take the close frame in CLOSE_GRACE) and further messages drop."""
+    (aborted if it does not take the close frame in CLOSE_GRACE) and further messages drop.
+    The check runs before each message, Strawberry's own (send_json) and the shared
+    subscriptions' (send_text_frame, through the sink below)."""
 
-    _slow = False
+    ws: "GuardedWebSocketResponse"
 
     async def send_json(self, message: Mapping[str, object]) -> None:
-        if self._slow:
-            return
+        if self._writable():
+            await super().send_json(message)
+
+    async def send_text_frame(self, data: bytes) -> None:
+        if self._writable():
+            await self.ws.send_frame(data, WSMsgType.TEXT)
+
+    def _writable(self) -> bool:
+        if self.ws.slow:
+            return False
         transport = self.request.transport
-        view: ChatGraphQLView = self.view  # type: ignore[assignment]
-        if transport is not None and transport.get_write_buffer_size() > view.limits.max_outbound_bytes:
-            self._slow = True
-            view.counters.slow_consumers_disconnected += 1
-            log.warning(
-                "closing a WebSocket with %d: its client left %d bytes unread",
-                CLOSE_SLOW_CONSUMER, transport.get_write_buffer_size(),
-            )
-            asyncio.get_running_loop().call_later(CLOSE_GRACE, transport.abort)
-            task = asyncio.ensure_future(self.ws.close(code=CLOSE_SLOW_CONSUMER, message=SLOW_CONSUMER_REASON.encode()))
-            view.closing.add(task)
-            task.add_done_callback(view.closing.discard)
+        if transport is None or transport.get_write_buffer_size() <= self.ws.max_outbound_bytes:
+            return True
+        self.ws.close_slow_consumer(transport.get_write_buffer_size())
+        return False
+
+
+class GuardedWebSocketResponse(FanoutWebSocketResponse):
+    """uvcore.aiohttp's response, whose C fan-out sink closes at the same cap ("close"
+    policy), with the slow-consumer close of the lab: counted, logged, aborted after
+    CLOSE_GRACE if the client does not take the close frame."""
+
+    def __init__(self, *args: Any, limits: Limits, counters: Counters, **kwargs: Any) -> None:
+        super().__init__(*args, fanout_max_queued=limits.max_outbound_bytes, fanout_policy="close", **kwargs)
+        self.max_outbound_bytes = limits.max_outbound_bytes
+        self.counters = counters
+        self.slow = False
+        self.transport: Optional[asyncio.Transport] = None
+
+    async def prepare(self, request: web.BaseRequest) -> Any:
+        self.transport = request.transport  # type: ignore[assignment]
+        return await super().prepare(request)
+
+    def close_slow_consumer(self, queued: int) -> None:
+        if self.slow or self.closed:
             return
-        await super().send_json(message)
+        self.slow = True
+        self.counters.slow_consumers_disconnected += 1
+        log.warning("closing a WebSocket with %d: its client left %d bytes unread", CLOSE_SLOW_CONSUMER, queued)
+        if self.transport is not None:
+            asyncio.get_running_loop().call_later(CLOSE_GRACE, self.transport.abort)
+        task = asyncio.ensure_future(self.close(code=CLOSE_SLOW_CONSUMER, message=SLOW_CONSUMER_REASON.encode()))
+        _CLOSING.add(task)
+        task.add_done_callback(_CLOSING.discard)
+
+    def _fanout_overflow(self, sink: Any) -> None:
+        self.close_slow_consumer(sink.queued)
+
+
+_CLOSING: "set[asyncio.Future[Any]]" = set()
+
+
+def _guarded_sink(websocket: Any) -> Optional[Sink]:
+    """Shared subscriptions write to this front end's connections through the guard."""
+    if isinstance(websocket, GuardedAiohttpWebSocketAdapter):
+        return BytesSink(websocket.send_text_frame)
+    return None
+
+
+if _guarded_sink not in SINK_FACTORIES:
+    SINK_FACTORIES.insert(0, _guarded_sink)  # before uvcore.strawberry's plain aiohttp sink
 
 
 class ChatGraphQLView(GraphQLView):
@@ -56,7 +106,6 @@ class ChatGraphQLView(GraphQLView):
 
         self.limits: Limits = chat.limits
         self.counters: Counters = chat.counters
-        self.closing: set = set()
         super().__init__(
             make_schema(chat.limits, chat.counters),
             graphql_ide=None,
@@ -70,7 +119,9 @@ class ChatGraphQLView(GraphQLView):
 
     async def create_websocket_response(self, request: web.Request, subprotocol: Any) -> web.WebSocketResponse:
         protocols = [subprotocol] if subprotocol else []
-        ws = web.WebSocketResponse(protocols=protocols, max_msg_size=self.limits.max_body_bytes)
+        ws = GuardedWebSocketResponse(
+            protocols=protocols, max_msg_size=self.limits.max_body_bytes, limits=self.limits, counters=self.counters
+        )
         await ws.prepare(request)
         if request.transport is not None:
             # aiohttp waits for the buffer to drain only above the high-water mark: keep it
@@ -80,7 +131,15 @@ class ChatGraphQLView(GraphQLView):
         return ws
 
 
-def create_app(make_pubsub: PubSubFactory, limits: Optional[Limits] = None) -> web.Application:
+
+class SharedChatGraphQLView(SharedGraphQLView, ChatGraphQLView):  # type: ignore[misc]
+    """Subscriptions marked Shared run once per cohort; the leader gets the chat's context."""
+
+    def get_scope_context(self, scope: Any) -> Any:
+        return context_for(self.chat)
+
+def create_app(make_pubsub: PubSubFactory, limits: Optional[Limits] = None, shared: bool = True) -> web.Application:
+    """shared=False serves subscriptions with Strawberry's own view, for comparison."""
     limits = limits or Limits()
     chat = Chat(pubsub=None, limits=limits)
     head_timeouts = HeadTimeouts(limits, chat.counters)
@@ -98,13 +157,15 @@ def create_app(make_pubsub: PubSubFactory, limits: Optional[Limits] = None) -> w
     async def index(request: web.Request) -> web.Response:
         return web.Response(text=page_html(), content_type="text/html")
 
+    view = (SharedChatGraphQLView if shared else ChatGraphQLView)(chat)
+
     async def stats(request: web.Request) -> web.Response:
-        return web.json_response(server_stats(chat, "aiohttp"))
+        return web.json_response(server_stats(chat, "aiohttp", view if shared else None))
 
     app.cleanup_ctx.append(broker)
     app.router.add_get("/", index)
     app.router.add_get("/stats", stats)
-    app.router.add_route("*", "/graphql", ChatGraphQLView(chat))
+    app.router.add_route("*", "/graphql", view)
     return app
 
 

@@ -16,6 +16,8 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.fastapi import GraphQLRouter
 
+from uvcore.strawberry.fastapi import GraphQLRouter as SharedGraphQLRouter
+
 from .common import PubSubFactory, page_html, server_stats
 from .limits import Counters, GuardedAdapterMixin, Limits
 from .schema import Chat, context_for, make_schema
@@ -36,6 +38,10 @@ class ChatRouter(GraphQLRouter):
     def __init__(self, *args: Any, counters: Counters, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.counters = counters
+
+
+class SharedChatRouter(SharedGraphQLRouter, ChatRouter):  # type: ignore[misc]
+    """Subscriptions marked Shared run once per cohort; the leader gets the chat's context."""
 
 
 class BodyLimit:
@@ -105,7 +111,9 @@ def _content_length(scope: Scope) -> Optional[int]:
     return None
 
 
-def create_app(make_pubsub: PubSubFactory, limits: Optional[Limits] = None) -> Any:
+def create_app(make_pubsub: PubSubFactory, limits: Optional[Limits] = None, shared: bool = True) -> "BodyLimit":
+    """The FastAPI app inside the body-limit middleware. shared=False serves subscriptions
+    with Strawberry's own router (one execution per subscriber), for comparison."""
     limits = limits or Limits()
     chat = Chat(pubsub=None, limits=limits)
     schema = make_schema(limits, chat.counters)
@@ -125,13 +133,16 @@ def create_app(make_pubsub: PubSubFactory, limits: Optional[Limits] = None) -> A
     app = FastAPI(title="uvcore lab", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.chat = chat
     # GraphiQL loads its code from a CDN; the lab has its own page at / instead.
-    router = ChatRouter(
-        schema,
+    options: Dict[str, Any] = dict(
         context_getter=get_context,
         graphql_ide=None,
         connection_init_wait_timeout=_seconds(limits.header_timeout),
         counters=chat.counters,
     )
+    if shared:
+        router: ChatRouter = SharedChatRouter(schema, scope_context_getter=lambda scope: context_for(chat), **options)
+    else:
+        router = ChatRouter(schema, **options)
     app.include_router(router, prefix="/graphql")
 
     @app.get("/", response_class=HTMLResponse)
@@ -140,7 +151,7 @@ def create_app(make_pubsub: PubSubFactory, limits: Optional[Limits] = None) -> A
 
     @app.get("/stats")
     async def stats() -> JSONResponse:
-        return JSONResponse(server_stats(chat, "fastapi"))
+        return JSONResponse(server_stats(chat, "fastapi", router if shared else None))
 
     return BodyLimit(app, limits, chat.counters)
 

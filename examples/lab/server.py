@@ -35,6 +35,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         default=None,
         help="share the chat between servers through Redis (redis://host:port/db); default: in-memory broker",
     )
+    parser.add_argument(
+        "--subscriptions",
+        choices=("shared", "plain"),
+        default="shared",
+        help="shared: one execution per room and event (uvcore.strawberry cohorts); plain: "
+        "Strawberry's own, one per subscriber (default %(default)s)",
+    )
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     add_limit_options(parser)
     args = parser.parse_args(argv)
@@ -152,7 +159,7 @@ async def serve_fastapi(args: argparse.Namespace, make_pubsub: Callable[[], Any]
     from .uvicorn_protocols import guarded_protocols
 
     limits = args.limits
-    app = create_app(make_pubsub, limits)
+    app = create_app(make_pubsub, limits, shared=args.subscriptions == "shared")
     http_protocol, ws_protocol = guarded_protocols(limits, app.counters)
     # loop="none": uvicorn serves on whatever loop is running (ours).
     config = uvicorn.Config(
@@ -175,7 +182,7 @@ async def serve_aiohttp(args: argparse.Namespace, make_pubsub: Callable[[], Any]
 
     from .app_aiohttp import HEAD_TIMEOUTS_KEY, create_app
 
-    app = create_app(make_pubsub, args.limits)
+    app = create_app(make_pubsub, args.limits, shared=args.subscriptions == "shared")
     runner = web.AppRunner(app, handle_signals=False, keepalive_timeout=args.limits.idle_timeout)
     await runner.setup()
     stop = asyncio.Event()
