@@ -88,7 +88,8 @@ class Message:
 class Query:
     @strawberry.field
     def rooms(self, info: strawberry.Info) -> List[str]:
-        return info.context["chat"].rooms()
+        rooms: List[str] = info.context["chat"].rooms()
+        return rooms
 
     @strawberry.field
     def messages(self, info: strawberry.Info, room: str, limit: int = 50) -> List[Message]:
