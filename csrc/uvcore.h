@@ -112,6 +112,9 @@ typedef struct {
 
     /* dns.c */
     PyTypeObject *DnsRequestType;
+
+    /* wsfanout.c */
+    PyTypeObject *FanoutSinkType;
 } uvc_state;
 
 extern PyModuleDef uvc_module_def;
@@ -132,6 +135,7 @@ int uvc_stream_module_init(PyObject *m, uvc_state *st);   /* stream.c and friend
 int uvc_udp_module_init(PyObject *m, uvc_state *st);      /* udp.c */
 int uvc_process_module_init(PyObject *m, uvc_state *st);  /* process.c */
 int uvc_dns_module_init(PyObject *m, uvc_state *st);      /* dns.c */
+int uvc_fanout_module_init(PyObject *m, uvc_state *st);   /* wsfanout.c */
 
 /* Add a heap type made from spec to the module; stores it in *slot (a new reference). */
 int uvc_add_type(PyObject *m, PyType_Spec *spec, PyObject *bases, PyTypeObject **slot);
