@@ -134,7 +134,9 @@ EXCERPT = re.compile(r"<!-- excerpt: (\S+) -->")
 
 
 def _joined(lines: list[str]) -> str:
-    return "\n".join(line.strip() for line in lines if line.strip() and not line.strip().startswith("#"))
+    """The code of `lines` without indentation, blank lines and comments."""
+    code = (re.sub(r"\s+#.*$", "", line).strip() for line in lines)
+    return "\n".join(line for line in code if line and not line.startswith("#"))
 
 
 def readme_snippets(dest: Path) -> tuple[list[Path], list[str]]:
