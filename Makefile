@@ -62,7 +62,8 @@ asan: deps
 # interpreter on plain malloc so memcheck sees every Python allocation. Any memcheck error
 # fails the run; leak checking is off (CPython frees lazily at exit), ASan covers the rest.
 VALGRIND_TESTS ?= tests/test_loop_basics.py tests/test_loop_dns.py tests/test_queue_basics.py tests/test_queue_cancellation.py \
-                  tests/test_pubsub_delivery.py tests/test_pubsub_overflow.py tests/test_pubsub_lifetime.py
+                  tests/test_pubsub_delivery.py tests/test_pubsub_overflow.py tests/test_pubsub_lifetime.py \
+                  tests/test_wsfanout.py
 valgrind: build
 	@command -v valgrind >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get install -y -qq valgrind; }

@@ -4,6 +4,7 @@
  * of several buffers. tcp.c/unix.c open the handle; server.c accepts into one; the Python
  * layer (python/uvcore/_net.py) creates sockets, resolves names and does TLS. */
 #include "stream.h"
+#include "wsfanout.h"
 
 #include <pythread.h>
 #include <sys/socket.h>
@@ -35,6 +36,8 @@ struct UvcStream {
                                * and read callbacks only, or NULL */
     Py_ssize_t last_read;     /* size of the last successful read */
     PyObject *weakreflist;
+    UvcFanoutSink *fanout;    /* the connection's WebSocket fan-out queue (borrowed: the sink
+                               * holds us and clears this when it detaches), or NULL */
     UvcLink link;
     Py_buffer rbuf;           /* a BufferedProtocol's buffer between alloc and read callbacks */
     Py_ssize_t high, low;     /* write buffer limits */
@@ -316,6 +319,9 @@ static void stream_on_close(uv_handle_t *h)
 {
     UvcStream *t = h->data;
     uvc_loop_acquire(t->loop);
+    if (t->fanout != NULL) {
+        uvc_fanout_transport_closing(t->fanout, UVC_FANOUT_CLOSE_SILENT);
+    }
     uvc_link_remove(t->st, &t->link);
     Py_DECREF(t);
 }
@@ -373,6 +379,9 @@ static void stream_close_handle(UvcStream *t)
 static void stream_link_close(UvcLink *link)
 {
     UvcStream *t = (UvcStream *)((char *)link - offsetof(UvcStream, link));
+    if (t->fanout != NULL) {
+        uvc_fanout_transport_closing(t->fanout, UVC_FANOUT_CLOSE_SILENT);
+    }
     t->closing = 1;
     t->conn_lost++;
     stream_close_handle(t);
@@ -407,6 +416,10 @@ static int stream_force_close(UvcStream *t, PyObject *exc)
 {
     if (t->conn_lost) {
         return 0;
+    }
+    if (t->fanout != NULL) {
+        /* before connection_lost is scheduled, so the sink's close callbacks run first */
+        uvc_fanout_transport_closing(t->fanout, UVC_FANOUT_CLOSE_DROP);
     }
     if (!t->closing) {
         t->closing = 1;
@@ -601,9 +614,17 @@ static const char *stream_write_error_message(UvcStream *t)
 
 /* Called from write() and set_write_buffer_limits(): KeyboardInterrupt/SystemExit raised by
  * pause_writing() propagate to their caller (-1); other errors go to the exception handler. */
+/* Bytes not yet sent: libuv's write queue and fan-out frames held for the end of the loop
+ * iteration (which get_write_buffer_size and pause_writing see too). */
+static size_t stream_queued(UvcStream *t)
+{
+    size_t n = t->opened ? t->uv.stream.write_queue_size : 0;
+    return t->fanout != NULL ? n + uvc_fanout_held_bytes(t->fanout) : n;
+}
+
 static int stream_maybe_pause_protocol(UvcStream *t)
 {
-    Py_ssize_t size = t->opened ? (Py_ssize_t)t->uv.stream.write_queue_size : 0;
+    Py_ssize_t size = (Py_ssize_t)stream_queued(t);
     if (size <= t->high || t->protocol_paused || t->protocol == NULL) {
         return 0;
     }
@@ -623,7 +644,7 @@ static int stream_maybe_pause_protocol(UvcStream *t)
 
 static void stream_maybe_resume_protocol(UvcStream *t)
 {
-    if (!t->protocol_paused || (Py_ssize_t)t->uv.stream.write_queue_size > t->low ||
+    if (!t->protocol_paused || (Py_ssize_t)stream_queued(t) > t->low ||
         t->protocol == NULL) {
         return;
     }
@@ -639,15 +660,9 @@ static void stream_maybe_resume_protocol(UvcStream *t)
     Py_XDECREF(r);
 }
 
-static void stream_on_write(uv_write_t *req, int status)
+/* The end of every write request's callback (ours and wsfanout.c's). */
+void uvc_stream_write_done(UvcStream *t, int status)
 {
-    UvcWriteReq *w = (UvcWriteReq *)req;
-    UvcStream *t = req->handle->data;
-    uvc_loop_acquire(t->loop);
-    for (Py_ssize_t i = 0; i < w->nobjs; i++) {
-        Py_DECREF(w->objs[i]);
-    }
-    PyMem_Free(w);
     t->writes--;
     if (status == UV_ECANCELED || t->handle_closing) {
         return;
@@ -655,6 +670,9 @@ static void stream_on_write(uv_write_t *req, int status)
     if (status < 0) {
         stream_fatal_uv_error(t, status, stream_write_error_message(t));
         return;
+    }
+    if (t->writes == 0 && t->fanout != NULL) {
+        uvc_fanout_transport_drained(t->fanout);
     }
     stream_maybe_resume_protocol(t);
     if (t->writes == 0) {
@@ -666,6 +684,62 @@ static void stream_on_write(uv_write_t *req, int status)
             uvc_loop_handle_callback_error(t->loop, "Error closing a transport", NULL, NULL);
         }
     }
+}
+
+static void stream_on_write(uv_write_t *req, int status)
+{
+    UvcWriteReq *w = (UvcWriteReq *)req;
+    UvcStream *t = req->handle->data;
+    uvc_loop_acquire(t->loop);
+    for (Py_ssize_t i = 0; i < w->nobjs; i++) {
+        Py_DECREF(w->objs[i]);
+    }
+    PyMem_Free(w);
+    uvc_stream_write_done(t, status);
+}
+
+UvcLoop *uvc_stream_loop(UvcStream *t) { return t->loop; }
+UvcFanoutSink *uvc_stream_get_fanout(UvcStream *t) { return t->fanout; }
+void uvc_stream_set_fanout(UvcStream *t, UvcFanoutSink *sink) { t->fanout = sink; }
+Py_ssize_t uvc_stream_writes_pending(UvcStream *t) { return t->writes; }
+size_t uvc_stream_write_queue_size(UvcStream *t) { return t->opened ? t->uv.stream.write_queue_size : 0; }
+
+int uvc_stream_can_write(UvcStream *t)
+{
+    return t->opened && !t->handle_closing && !t->conn_lost && !t->closing && !t->eof &&
+           t->empty_waiter == NULL;
+}
+
+int uvc_stream_try_write(UvcStream *t, uv_buf_t *bufs, unsigned n)
+{
+    int r = uv_try_write(&t->uv.stream, bufs, n);
+    if (r >= 0) {
+        return r;
+    }
+    if (r == UV_EAGAIN || r == UV_ENOSYS) {
+        return 0;
+    }
+    stream_fatal_uv_error(t, r, stream_write_error_message(t));
+    return -1;
+}
+
+int uvc_stream_write_req(UvcStream *t, uv_write_t *req, uv_buf_t *bufs, unsigned n, uv_write_cb cb)
+{
+    int err = uv_write(req, &t->uv.stream, bufs, n, cb);
+    if (err < 0) {
+        stream_fatal_uv_error(t, err, stream_write_error_message(t));
+        return -1;
+    }
+    t->writes++;
+    return 0;
+}
+
+void uvc_stream_update_flow(UvcStream *t)
+{
+    if (stream_maybe_pause_protocol(t) < 0) {
+        uvc_loop_handle_callback_error(t->loop, "protocol.pause_writing() failed", NULL, NULL);
+    }
+    stream_maybe_resume_protocol(t);
 }
 
 /* Write n bytes-like objects (borrowed). Tries uv_try_write when nothing is queued and
@@ -739,6 +813,14 @@ static PyObject *stream_write_items(UvcStream *t, PyObject *const *items, Py_ssi
         goto done;
     }
 
+    if (t->fanout != NULL) {
+        /* fan-out frames queued before this write go out before it */
+        uvc_fanout_transport_before_write(t->fanout);
+        if (t->conn_lost || t->handle_closing) {
+            result = Py_None;
+            goto done;
+        }
+    }
     Py_ssize_t first = 0;
     if (t->writes == 0) {
         int r = uv_try_write(&t->uv.stream, bufs, (unsigned int)n);
@@ -847,6 +929,9 @@ static PyObject *stream_write_eof(UvcStream *t, PyObject *unused)
     if (t->pipe_mode) {
         return stream_close(t, NULL); /* a pipe has no half-close: the reader sees EOF */
     }
+    if (t->fanout != NULL) {
+        uvc_fanout_transport_closing(t->fanout, UVC_FANOUT_CLOSE_FLUSH);
+    }
     t->eof = 1;
     if (!t->opened || t->handle_closing) {
         Py_RETURN_NONE;
@@ -876,6 +961,9 @@ static PyObject *stream_make_empty_waiter(UvcStream *t, PyObject *unused)
         PyErr_SetString(PyExc_RuntimeError, "Empty waiter is already set");
         return NULL;
     }
+    if (t->fanout != NULL) {
+        uvc_fanout_transport_before_write(t->fanout); /* the file goes after held frames */
+    }
     PyObject *fut = PyObject_CallMethod((PyObject *)t->loop, "create_future", NULL);
     if (fut == NULL) {
         return NULL;
@@ -902,6 +990,10 @@ static PyObject *stream_close(UvcStream *t, PyObject *unused)
     }
     if (t->closing) {
         Py_RETURN_NONE;
+    }
+    if (t->fanout != NULL) {
+        /* held frames are written before the close, which waits for them */
+        uvc_fanout_transport_closing(t->fanout, UVC_FANOUT_CLOSE_FLUSH);
     }
     t->closing = 1;
     stream_stop_reading(t);
@@ -1011,7 +1103,7 @@ static PyObject *stream_get_write_buffer_limits(UvcStream *t, PyObject *unused)
 
 static PyObject *stream_get_write_buffer_size(UvcStream *t, PyObject *unused)
 {
-    return PyLong_FromSize_t(t->opened ? t->uv.stream.write_queue_size : 0);
+    return PyLong_FromSize_t(stream_queued(t));
 }
 
 static int stream_set_protocol_obj(UvcStream *t, PyObject *protocol)
@@ -1349,6 +1441,10 @@ static PyObject *stream_tp_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
         return NULL;
     }
     uvc_stream_set_opened(t, kind);
+    if (uvc_poll_release_fd(lp, fd) < 0) {
+        uvc_stream_discard(t);
+        return NULL;
+    }
     err = kind == UVC_KIND_PIPE ? uv_pipe_open(&t->uv.pipe, fd) : uv_tcp_open(&t->uv.tcp, fd);
     if (err < 0) {
         uvc_stream_discard(t); /* the socket object keeps its fd */
@@ -1400,6 +1496,11 @@ static PyObject *stream_open_pipe(PyTypeObject *tp, PyObject *args)
     t->pipe_mode = writable ? UVC_PIPE_WRITE : UVC_PIPE_READ;
     t->extra = Py_NewRef(extra);
     uvc_stream_set_opened(t, UVC_KIND_PIPE);
+    if (uvc_poll_release_fd(lp, fd) < 0) {
+        close(fd);
+        uvc_stream_discard(t);
+        return NULL;
+    }
     err = uv_pipe_open(&t->uv.pipe, fd);
     if (err < 0) {
         close(fd);

@@ -92,7 +92,7 @@ typedef struct {
     PyTypeObject *PubSubPubWaitingType; /* internal: awaitable of a publish() that must wait */
     void *pubsub_extra;              /* reserved for pubsub.c's own needs */
 
-    /* stream.c, tcp.c, unix.c, server.c (issue 3) */
+    /* stream.c, tcp.c, unix.c, server.c: stream transports and listeners */
     PyTypeObject *StreamTransportType;
     PyTypeObject *ServerType;        /* server.c's Listener (one listening socket) */
     void *stream_extra;              /* UvcLink *: registry of open transports/listeners */
@@ -107,12 +107,15 @@ typedef struct {
     PyObject *str_pause_writing;
     PyObject *str_resume_writing;
 
-    /* udp.c, process.c (issue 8) */
+    /* udp.c, process.c: datagram transports and child processes */
     PyTypeObject *UDPTransportType;
     PyTypeObject *ProcessType;
 
     /* dns.c */
     PyTypeObject *DnsRequestType;
+
+    /* wsfanout.c */
+    PyTypeObject *FanoutSinkType;
 } uvc_state;
 
 extern PyModuleDef uvc_module_def;
@@ -133,6 +136,7 @@ int uvc_stream_module_init(PyObject *m, uvc_state *st);   /* stream.c and friend
 int uvc_udp_module_init(PyObject *m, uvc_state *st);      /* udp.c */
 int uvc_process_module_init(PyObject *m, uvc_state *st);  /* process.c */
 int uvc_dns_module_init(PyObject *m, uvc_state *st);      /* dns.c */
+int uvc_fanout_module_init(PyObject *m, uvc_state *st);   /* wsfanout.c */
 
 /* Add a heap type made from spec to the module; stores it in *slot (a new reference). */
 int uvc_add_type(PyObject *m, PyType_Spec *spec, PyObject *bases, PyTypeObject **slot);

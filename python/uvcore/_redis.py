@@ -238,6 +238,10 @@ class _FrameReader:
     With hiredis the stream is parsed here in batches (no coroutine per frame); otherwise
     redis-py's own parser is used, one frame at a time. Push frames come out as lists;
     replies as int/bytes, errors as exception instances.
+
+    It reads redis-py's private Connection._reader, _writer and _parser (no public API gives
+    the stream): pyproject.toml pins the tested redis-py range and
+    tests/test_redis_private_api.py fails loudly when a redis-py changes them.
     """
 
     def __init__(self, conn: Any, fast: bool = True) -> None:
