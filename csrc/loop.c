@@ -243,9 +243,20 @@ static void loop_compact_timers(UvcLoop *loop)
 static void loop_on_timer(uv_timer_t *t) { uv_stop(t->loop); }
 static void loop_on_wakeup(uv_async_t *a) { (void)a; }
 
+static void loop_check_signal_poll(UvcLoop *loop);
+
+/* Runs right before libuv's poll, which is where libuv hands new watchers to epoll_ctl (and
+ * aborts on a closed fd): the last point where a stale watcher can be dropped, after every
+ * callback of this uv_run that could have closed an fd. */
 static void loop_on_prepare(uv_prepare_t *p)
 {
     UvcLoop *loop = p->data;
+    if (loop->pollers_started != NULL && PyList_GET_SIZE(loop->pollers_started) > 0) {
+        uvc_poll_check_started(loop);
+    }
+    if (loop->sig_started) {
+        loop_check_signal_poll(loop);
+    }
     if (loop->blocking && loop->released == NULL) {
         loop->released = PyEval_SaveThread();
     }
@@ -752,7 +763,18 @@ static void loop_stop_signal_poll(UvcLoop *self)
         self->sigpoll = NULL;
     }
     self->sig_rfd = -1;
+    self->sig_started = 0;
     Py_CLEAR(self->signal_wakeup);
+}
+
+/* The wake-up socket was closed under the loop: stop polling it rather than let libuv abort.
+ * Signals then reach Python at the next wake-up; run_forever installs a fresh socketpair. */
+static void loop_check_signal_poll(UvcLoop *loop)
+{
+    loop->sig_started = 0;
+    if (loop->sigpoll != NULL && uvc_fd_is_stale(loop->sig_rfd, loop->sig_dev, loop->sig_ino)) {
+        loop_stop_signal_poll(loop);
+    }
 }
 
 static PyObject *loop_set_signal_wakeup(UvcLoop *self, PyObject *args)
@@ -766,6 +788,15 @@ static PyObject *loop_set_signal_wakeup(UvcLoop *self, PyObject *args)
         return NULL;
     }
     loop_stop_signal_poll(self);
+    dev_t dev;
+    ino_t ino;
+    /* a watcher a closed file left on this number would make uv_poll_init fail (EEXIST) */
+    if (uvc_poll_release_fd(self, fd) < 0) {
+        return NULL;
+    }
+    if (uvc_fd_identity(fd, &dev, &ino) < 0) {
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
     uv_poll_t *p = PyMem_RawMalloc(sizeof(uv_poll_t));
     if (p == NULL) {
         return PyErr_NoMemory();
@@ -781,6 +812,9 @@ static PyObject *loop_set_signal_wakeup(UvcLoop *self, PyObject *args)
     uv_unref((uv_handle_t *)p);
     self->sigpoll = p;
     self->sig_rfd = fd;
+    self->sig_dev = dev;
+    self->sig_ino = ino;
+    self->sig_started = 1;
     self->signal_wakeup = Py_NewRef(cb);
     Py_RETURN_NONE;
 }
@@ -918,7 +952,8 @@ static PyObject *loop_tp_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
     self->sig_rfd = -1;
     self->slow_callback_duration = 0.1;
     self->pollers = PyDict_New();
-    if (self->pollers == NULL || loop_init_uv(self) < 0) {
+    self->pollers_started = PyList_New(0);
+    if (self->pollers == NULL || self->pollers_started == NULL || loop_init_uv(self) < 0) {
         Py_DECREF(self);
         return NULL;
     }
@@ -936,6 +971,7 @@ static int loop_traverse(UvcLoop *self, visitproc visit, void *arg)
         Py_VISIT(self->timers[i]);
     }
     Py_VISIT(self->pollers);
+    Py_VISIT(self->pollers_started);
     Py_VISIT(self->task_factory);
     Py_VISIT(self->pending_exc);
     Py_VISIT(self->signal_wakeup);
@@ -948,6 +984,7 @@ static int loop_clear(UvcLoop *self)
     loop_clear_queues(self);
     uvc_fanout_clear_dirty(self);
     Py_CLEAR(self->pollers);
+    Py_CLEAR(self->pollers_started);
     Py_CLEAR(self->task_factory);
     Py_CLEAR(self->pending_exc);
     Py_CLEAR(self->signal_wakeup);
