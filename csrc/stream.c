@@ -239,6 +239,22 @@ static void stream_report(UvcStream *t, const char *message, PyObject *exc)
 }
 
 /* logging.getLogger("asyncio").<level>(fmt, t, message, exc_info=exc); errors swallowed. */
+/* logger.warning(line) on the "asyncio" logger, as asyncio logs writes to a lost connection */
+static void stream_log_line(const char *line)
+{
+    PyObject *saved = PyErr_GetRaisedException_compat();
+    PyObject *logging = PyImport_ImportModule("logging");
+    PyObject *logger = logging ? PyObject_CallMethod(logging, "getLogger", "s", "asyncio") : NULL;
+    PyObject *r = logger ? PyObject_CallMethod(logger, "warning", "s", line) : NULL;
+    if (r == NULL) {
+        PyErr_Clear();
+    }
+    Py_XDECREF(r);
+    Py_XDECREF(logger);
+    Py_XDECREF(logging);
+    PyErr_SetRaisedException_compat(saved);
+}
+
 static void stream_log(UvcStream *t, const char *level, const char *fmt, const char *message,
                        PyObject *exc)
 {
@@ -806,7 +822,9 @@ static PyObject *stream_write_items(UvcStream *t, PyObject *const *items, Py_ssi
     }
     if (t->conn_lost || !t->opened || t->handle_closing) {
         if (t->conn_lost >= UVC_LOG_THRESHOLD_FOR_CONNLOST_WRITES) {
-            stream_log(t, "warning", "socket.send() raised exception.", NULL, NULL);
+            /* asyncio's exact line (and no %-arguments: logging would choke on them) */
+            stream_log_line(t->pipe_mode ? "pipe closed by peer or os.write(pipe, data) raised exception."
+                                         : "socket.send() raised exception.");
         }
         t->conn_lost++;
         result = Py_None;
@@ -1441,6 +1459,10 @@ static PyObject *stream_tp_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
         return NULL;
     }
     uvc_stream_set_opened(t, kind);
+    if (uvc_poll_release_fd(lp, fd) < 0) {
+        uvc_stream_discard(t);
+        return NULL;
+    }
     err = kind == UVC_KIND_PIPE ? uv_pipe_open(&t->uv.pipe, fd) : uv_tcp_open(&t->uv.tcp, fd);
     if (err < 0) {
         uvc_stream_discard(t); /* the socket object keeps its fd */
@@ -1492,6 +1514,11 @@ static PyObject *stream_open_pipe(PyTypeObject *tp, PyObject *args)
     t->pipe_mode = writable ? UVC_PIPE_WRITE : UVC_PIPE_READ;
     t->extra = Py_NewRef(extra);
     uvc_stream_set_opened(t, UVC_KIND_PIPE);
+    if (uvc_poll_release_fd(lp, fd) < 0) {
+        close(fd);
+        uvc_stream_discard(t);
+        return NULL;
+    }
     err = uv_pipe_open(&t->uv.pipe, fd);
     if (err < 0) {
         close(fd);

@@ -6,6 +6,8 @@ from typing import Any
 from aiohttp import web
 from strawberry.aiohttp.views import GraphQLView
 
+from uvcore.strawberry.aiohttp import GraphQLView as SharedGraphQLView
+
 from .common import PubSubFactory, page_html, server_stats
 from .schema import Chat, context_for, schema
 
@@ -21,7 +23,15 @@ class ChatGraphQLView(GraphQLView):
         return {"request": request, "response": response, **context_for(self.chat)}
 
 
-def create_app(make_pubsub: PubSubFactory) -> web.Application:
+class SharedChatGraphQLView(SharedGraphQLView, ChatGraphQLView):
+    """Subscriptions marked Shared run once per cohort; the leader gets the chat's context."""
+
+    def get_scope_context(self, scope: Any) -> Any:
+        return context_for(self.chat)
+
+
+def create_app(make_pubsub: PubSubFactory, shared: bool = True) -> web.Application:
+    """shared=False serves subscriptions with Strawberry's own view, for comparison."""
     chat = Chat(pubsub=None)
     app = web.Application()
     app[CHAT_KEY] = chat
@@ -34,11 +44,14 @@ def create_app(make_pubsub: PubSubFactory) -> web.Application:
     async def index(request: web.Request) -> web.Response:
         return web.Response(text=page_html(), content_type="text/html")
 
+    view_class = SharedChatGraphQLView if shared else ChatGraphQLView
+    view = view_class(chat)
+
     async def stats(request: web.Request) -> web.Response:
-        return web.json_response(server_stats(chat, "aiohttp"))
+        return web.json_response(server_stats(chat, "aiohttp", view if shared else None))
 
     app.cleanup_ctx.append(broker)
     app.router.add_get("/", index)
     app.router.add_get("/stats", stats)
-    app.router.add_route("*", "/graphql", ChatGraphQLView(chat))
+    app.router.add_route("*", "/graphql", view)
     return app

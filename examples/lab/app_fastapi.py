@@ -9,11 +9,15 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, JSONResponse
 from strawberry.fastapi import GraphQLRouter
 
+from uvcore.strawberry.fastapi import GraphQLRouter as SharedGraphQLRouter
+
 from .common import PubSubFactory, page_html, server_stats
 from .schema import Chat, context_for, schema
 
 
-def create_app(make_pubsub: PubSubFactory) -> FastAPI:
+def create_app(make_pubsub: PubSubFactory, shared: bool = True) -> FastAPI:
+    """shared=False serves subscriptions with Strawberry's own router (one execution per
+    subscriber), for comparison."""
     chat = Chat(pubsub=None)
 
     @contextlib.asynccontextmanager
@@ -31,7 +35,13 @@ def create_app(make_pubsub: PubSubFactory) -> FastAPI:
     app = FastAPI(title="uvcore lab", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.chat = chat
     # GraphiQL loads its code from a CDN; the lab has its own page at / instead.
-    app.include_router(GraphQLRouter(schema, context_getter=get_context, graphql_ide=None), prefix="/graphql")
+    if shared:
+        router: GraphQLRouter = SharedGraphQLRouter(
+            schema, context_getter=get_context, graphql_ide=None, scope_context_getter=lambda scope: context_for(chat)
+        )
+    else:
+        router = GraphQLRouter(schema, context_getter=get_context, graphql_ide=None)
+    app.include_router(router, prefix="/graphql")
 
     @app.get("/", response_class=HTMLResponse)
     async def index() -> HTMLResponse:
@@ -39,6 +49,6 @@ def create_app(make_pubsub: PubSubFactory) -> FastAPI:
 
     @app.get("/stats")
     async def stats() -> JSONResponse:
-        return JSONResponse(server_stats(chat, "fastapi"))
+        return JSONResponse(server_stats(chat, "fastapi", router if shared else None))
 
     return app

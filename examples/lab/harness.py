@@ -89,17 +89,19 @@ class LabServer:
             return json.loads(response.read())
 
     def subscribers(self) -> int:
-        return int(self.stats()["pubsub"]["subscribers"])
+        """Live GraphQL subscriptions: broker subscribers, where subscribers of one room
+        share one (see common.server_stats)."""
+        return int(self.stats()["subscriptions"])
 
     def wait_for_subscribers(self, count: int, timeout: float = 30.0) -> None:
-        """Wait until the broker has exactly `count` subscribers (polled through /stats)."""
+        """Wait until the server has exactly `count` live subscriptions (polled through /stats)."""
         deadline = time.monotonic() + timeout
         while True:
             seen = self.subscribers()
             if seen == count:
                 return
             if time.monotonic() > deadline:
-                raise TimeoutError(f"broker has {seen} subscribers, expected {count}")
+                raise TimeoutError(f"server has {seen} live subscriptions, expected {count}")
             time.sleep(0.02)
 
     def stop(self, timeout: float = 15.0) -> Optional[int]:

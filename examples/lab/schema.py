@@ -17,6 +17,8 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.types import ExecutionContext
 
+from uvcore.strawberry import Shared
+
 ALL_MESSAGES = "messages"  # the channel every message goes to, whatever its room
 HISTORY_PER_ROOM = 200
 MAX_TEXT = 2000
@@ -107,17 +109,24 @@ class Mutation:
         return Message(**message_data)
 
 
+def room_scope(info: strawberry.Info, arguments: Dict[str, Any]) -> str:
+    """Subscribers of one room share one execution per message: the selection set reads only
+    the message, never who is subscribed (None: the subscription to every room)."""
+    return arguments.get("room") or "*"
+
+
 @strawberry.type
 class Subscription:
-    @strawberry.subscription
+    @strawberry.subscription(extensions=[Shared(scope=room_scope)])
     async def message_added(
         self, info: strawberry.Info, room: Optional[str] = None
     ) -> AsyncGenerator[Message, None]:
         pubsub = info.context["pubsub"]
         channel = room_channel(check_room(room)) if room else ALL_MESSAGES
-        # The lecture's resolver, verbatim in spirit: one broker subscription per client
-        # subscription. When the client leaves, Strawberry closes this generator and the
-        # subscription leaves the broker with it.
+        # The lecture's resolver, verbatim in spirit. Shared: one broker subscription per
+        # cohort (subscribers of the same room and selection), run by the cohort's leader with
+        # the scope's context; when its last subscriber leaves, the generator is closed and
+        # the subscription leaves the broker with it.
         async for message_data in pubsub.subscribe(channel):
             yield Message(**message_data)
 
@@ -133,5 +142,6 @@ schema = ChatSchema(query=Query, mutation=Mutation, subscription=Subscription)
 
 
 def context_for(chat: Chat) -> Dict[str, Any]:
-    """What every resolver finds in info.context (besides the framework's request/response)."""
+    """What every resolver finds in info.context (besides the framework's request/response).
+    Also the context a shared subscription's leader runs with: nothing per connection."""
     return {"chat": chat, "pubsub": chat.pubsub}

@@ -35,6 +35,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         default=None,
         help="share the chat between servers through Redis (redis://host:port/db); default: in-memory broker",
     )
+    parser.add_argument(
+        "--subscriptions",
+        choices=("shared", "plain"),
+        default="shared",
+        help="shared: one execution per room and event (uvcore.strawberry cohorts); plain: "
+        "Strawberry's own, one per subscriber (default %(default)s)",
+    )
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
@@ -112,7 +119,7 @@ async def serve_fastapi(args: argparse.Namespace, make_pubsub: Callable[[], Any]
 
     # loop="none": uvicorn serves on whatever loop is running (ours).
     config = uvicorn.Config(
-        create_app(make_pubsub),
+        create_app(make_pubsub, shared=args.subscriptions == "shared"),
         host=args.host,
         port=args.port,
         loop="none",
@@ -127,7 +134,7 @@ async def serve_aiohttp(args: argparse.Namespace, make_pubsub: Callable[[], Any]
 
     from .app_aiohttp import create_app
 
-    runner = web.AppRunner(create_app(make_pubsub), handle_signals=False)
+    runner = web.AppRunner(create_app(make_pubsub, shared=args.subscriptions == "shared"), handle_signals=False)
     await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
