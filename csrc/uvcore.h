@@ -93,6 +93,8 @@ typedef struct {
 
     /* stream.c, tcp.c, unix.c, server.c: stream transports and listeners */
     PyTypeObject *StreamTransportType;
+    PyTypeObject *ReadPipeTransportType;  /* pipe transports: one-way StreamTransport layouts */
+    PyTypeObject *WritePipeTransportType;
     PyTypeObject *ServerType;        /* server.c's Listener (one listening socket) */
     void *stream_extra;              /* UvcLink *: registry of open transports/listeners */
     PyObject *stream_read_buffer;    /* bytearray every plain-Protocol read goes through */
