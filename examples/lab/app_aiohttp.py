@@ -52,13 +52,12 @@ class GuardedAiohttpWebSocketAdapter(GuardedAdapterMixin, AiohttpWebSocketAdapte
         return False
 
 
-class GuardedWebSocketResponse(FanoutWebSocketResponse):
-    """uvcore.aiohttp's response, whose C fan-out sink closes at the same cap ("close"
-    policy), with the slow-consumer close of the lab: counted, logged, aborted after
-    CLOSE_GRACE if the client does not take the close frame."""
+class GuardedWebSocketResponse(web.WebSocketResponse):
+    """The slow-consumer close of the lab: counted, logged, with the 1008 close frame, and
+    the connection aborted after CLOSE_GRACE if the client does not take it."""
 
     def __init__(self, *args: Any, limits: Limits, counters: Counters, **kwargs: Any) -> None:
-        super().__init__(*args, fanout_max_queued=limits.max_outbound_bytes, fanout_policy="close", **kwargs)
+        super().__init__(*args, **kwargs)
         self.max_outbound_bytes = limits.max_outbound_bytes
         self.counters = counters
         self.slow = False
@@ -80,6 +79,21 @@ class GuardedWebSocketResponse(FanoutWebSocketResponse):
         _CLOSING.add(task)
         task.add_done_callback(_CLOSING.discard)
 
+
+class GuardedFanoutWebSocketResponse(GuardedWebSocketResponse, FanoutWebSocketResponse):
+    """uvcore.aiohttp's response, whose C fan-out sink closes at the same cap ("close"
+    policy), through the lab's slow-consumer close."""
+
+    def __init__(self, *args: Any, limits: Limits, counters: Counters, **kwargs: Any) -> None:
+        super().__init__(
+            *args,
+            limits=limits,
+            counters=counters,
+            fanout_max_queued=limits.max_outbound_bytes,
+            fanout_policy="close",
+            **kwargs,
+        )
+
     def _fanout_overflow(self, sink: Any) -> None:
         self.close_slow_consumer(sink.queued)
 
@@ -95,7 +109,9 @@ def _guarded_sink(websocket: Any) -> Optional[Sink]:
 
 
 if _guarded_sink not in SINK_FACTORIES:
-    SINK_FACTORIES.insert(0, _guarded_sink)  # before uvcore.strawberry's plain aiohttp sink
+    # After the fan-out sink (a connection with one has the same cap in C), before the plain
+    # aiohttp sink, which would bypass the check.
+    SINK_FACTORIES.insert(len(SINK_FACTORIES) - 1, _guarded_sink)
 
 
 class ChatGraphQLView(GraphQLView):
@@ -119,7 +135,9 @@ class ChatGraphQLView(GraphQLView):
 
     async def create_websocket_response(self, request: web.Request, subprotocol: Any) -> web.WebSocketResponse:
         protocols = [subprotocol] if subprotocol else []
-        ws = GuardedWebSocketResponse(
+        # With the fan-out (a shared view's `fanout`), uvcore.aiohttp's response and its sink.
+        response_class = GuardedFanoutWebSocketResponse if getattr(self, "fanout", False) else GuardedWebSocketResponse
+        ws = response_class(
             protocols=protocols, max_msg_size=self.limits.max_body_bytes, limits=self.limits, counters=self.counters
         )
         await ws.prepare(request)
@@ -135,11 +153,18 @@ class ChatGraphQLView(GraphQLView):
 class SharedChatGraphQLView(SharedGraphQLView, ChatGraphQLView):  # type: ignore[misc]
     """Subscriptions marked Shared run once per cohort; the leader gets the chat's context."""
 
+    # Ours, not SharedGraphQLView's: the guarded response (a fan-out one when `fanout`).
+    create_websocket_response = ChatGraphQLView.create_websocket_response
+
     def get_scope_context(self, scope: Any) -> Any:
         return context_for(self.chat)
 
-def create_app(make_pubsub: PubSubFactory, limits: Optional[Limits] = None, shared: bool = True) -> web.Application:
-    """shared=False serves subscriptions with Strawberry's own view, for comparison."""
+def create_app(
+    make_pubsub: PubSubFactory, limits: Optional[Limits] = None, shared: bool = True, fanout: bool = True
+) -> web.Application:
+    """shared=False serves subscriptions with Strawberry's own view, for comparison;
+    fanout=False sends a cohort's messages with aiohttp's send_frame instead of
+    uvcore.wsfanout (C on uvcore, transport.write on other loops)."""
     limits = limits or Limits()
     chat = Chat(pubsub=None, limits=limits)
     head_timeouts = HeadTimeouts(limits, chat.counters)
@@ -157,7 +182,7 @@ def create_app(make_pubsub: PubSubFactory, limits: Optional[Limits] = None, shar
     async def index(request: web.Request) -> web.Response:
         return web.Response(text=page_html(), content_type="text/html")
 
-    view = (SharedChatGraphQLView if shared else ChatGraphQLView)(chat)
+    view = SharedChatGraphQLView(chat, fanout=fanout) if shared else ChatGraphQLView(chat)
 
     async def stats(request: web.Request) -> web.Response:
         return web.json_response(server_stats(chat, "aiohttp", view if shared else None))

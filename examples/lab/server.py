@@ -42,6 +42,14 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         help="shared: one execution per room and event (uvcore.strawberry cohorts); plain: "
         "Strawberry's own, one per subscriber (default %(default)s)",
     )
+    parser.add_argument(
+        "--fanout",
+        choices=("on", "off"),
+        default="on",
+        help="on: shared subscriptions' messages go out through uvcore.wsfanout (in C on uvcore, "
+        "transport.write on the other loops); off: through the server's own WebSocket send "
+        "(default %(default)s)",
+    )
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     add_limit_options(parser)
     args = parser.parse_args(argv)
@@ -160,7 +168,9 @@ async def serve_fastapi(args: argparse.Namespace, make_pubsub: Callable[[], Any]
 
     limits = args.limits
     app = create_app(make_pubsub, limits, shared=args.subscriptions == "shared")
-    http_protocol, ws_protocol = guarded_protocols(limits, app.counters)
+    # The WebSocket protocol is uvicorn's own websockets protocol, with the lab's limits and,
+    # with --fanout on, a sink per connection for uvcore.wsfanout (uvcore.uvicorn).
+    http_protocol, ws_protocol = guarded_protocols(limits, app.counters, fanout=args.fanout == "on")
     # loop="none": uvicorn serves on whatever loop is running (ours).
     config = uvicorn.Config(
         app,
@@ -182,7 +192,7 @@ async def serve_aiohttp(args: argparse.Namespace, make_pubsub: Callable[[], Any]
 
     from .app_aiohttp import HEAD_TIMEOUTS_KEY, create_app
 
-    app = create_app(make_pubsub, args.limits, shared=args.subscriptions == "shared")
+    app = create_app(make_pubsub, args.limits, shared=args.subscriptions == "shared", fanout=args.fanout == "on")
     runner = web.AppRunner(app, handle_signals=False, keepalive_timeout=args.limits.idle_timeout)
     await runner.setup()
     stop = asyncio.Event()

@@ -5,8 +5,9 @@
   slowloris - would hold a connection for ever);
 - `max_outbound_bytes`: a WebSocket client that stops reading is closed with 1008 once that
   much is queued for it (uvicorn would otherwise wait on it for ever), and aborted if it does
-  not take the close frame within CLOSE_GRACE. The WebSocket class is uvcore.uvicorn's
-  FanoutWebSocketProtocol, whose C fan-out sink gets the same cap with its "close" policy.
+  not take the close frame within CLOSE_GRACE. With the fan-out on, the WebSocket class is
+  uvcore.uvicorn's FanoutWebSocketProtocol, whose C fan-out sink gets the same cap with its
+  "close" policy.
 
 Both subclass uvicorn's classes and use attributes that are not uvicorn's documented API
 (`cycle`, `conn`, `queue`, `close_sent`, `close_timer`): the tested uvicorn range is pinned
@@ -29,8 +30,12 @@ from .limits import CLOSE_GRACE, CLOSE_SLOW_CONSUMER, SLOW_CONSUMER_REASON, Coun
 log = logging.getLogger("lab.limits")
 
 
-def guarded_protocols(limits: Limits, counters: Counters) -> Tuple[Type[H11Protocol], Type[FanoutWebSocketProtocol]]:
-    """The (http, ws) protocol classes to give uvicorn.Config for these limits."""
+def guarded_protocols(
+    limits: Limits, counters: Counters, fanout: bool = True
+) -> Tuple[Type[H11Protocol], Type[WebSocketsSansIOProtocol]]:
+    """The (http, ws) protocol classes to give uvicorn.Config for these limits; with
+    fanout, the WebSocket one is uvcore.uvicorn's FanoutWebSocketProtocol."""
+    ws_base: Type[WebSocketsSansIOProtocol] = FanoutWebSocketProtocol if fanout else WebSocketsSansIOProtocol
 
     class GuardedH11Protocol(H11Protocol):
         _head_timer: Optional[asyncio.TimerHandle] = None
@@ -67,8 +72,8 @@ def guarded_protocols(limits: Limits, counters: Counters) -> Tuple[Type[H11Proto
             log.info("closing a connection that sent no complete request head in %gs", limits.header_timeout)
             self.transport.close()
 
-    class GuardedWebSocketProtocol(FanoutWebSocketProtocol):
-        # The C fan-out sink of the connection (uvcore.uvicorn) closes at the same cap.
+    class GuardedWebSocketProtocol(ws_base):  # type: ignore[valid-type,misc]
+        # With fanout, the connection's C fan-out sink (uvcore.uvicorn) closes at the same cap.
         fanout_max_queued = limits.max_outbound_bytes
         fanout_policy = "close"
 
@@ -83,17 +88,18 @@ def guarded_protocols(limits: Limits, counters: Counters) -> Tuple[Type[H11Proto
             if self.handshake_complete and not self.close_sent and not self.disconnected:
                 self._close_slow_consumer()
 
-        def _fanout_overflow(self, sink: Any) -> None:
+        def _fanout_overflow(self, sink: Any) -> None:  # FanoutWebSocketProtocol's "close" policy
             if not self.close_sent and not self.transport.is_closing():
                 counters.slow_consumers_disconnected += 1
                 log.warning("closing a WebSocket with %d: its client left %d bytes unread", CLOSE_SLOW_CONSUMER, sink.queued)
-            super()._fanout_overflow(sink)
+            super()._fanout_overflow(sink)  # type: ignore[misc]
 
         def _close_slow_consumer(self) -> None:
             counters.slow_consumers_disconnected += 1
             queued = self.transport.get_write_buffer_size()
             log.warning("closing a WebSocket with %d: its client left %d bytes unread", CLOSE_SLOW_CONSUMER, queued)
-            self._fanout_close()  # no fan-out frame may follow the close frame
+            if fanout:
+                self._fanout_close()  # no fan-out frame may follow the close frame
             # The close frame goes behind the backlog: a client that reads again gets both.
             self.conn.send_close(CLOSE_SLOW_CONSUMER, SLOW_CONSUMER_REASON)
             self.transport.write(b"".join(self.conn.data_to_send()))
