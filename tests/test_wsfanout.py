@@ -550,3 +550,40 @@ def test_members_list_changed_during_fanout_is_safe(loop):
         server.close()
 
     loop.run_until_complete(main())
+
+
+def test_held_and_queued_frames_drive_pause_and_resume_writing(loop):
+    """Flow control sees fan-out bytes: the protocol is paused when frames back up past the
+    transport's high-water mark and resumed once the client has read them."""
+
+    async def main():
+        transport, client, server = await connected_pair(small_buffers=True)
+        events = []
+        proto = transport.get_protocol()
+        proto.pause_writing = lambda: events.append("pause")
+        proto.resume_writing = lambda: events.append("resume")
+        transport.set_write_buffer_limits(high=32 * 1024, low=8 * 1024)
+        sink = FanoutSink(transport, max_queued=8 << 20)
+        payload = b"f" * 1000
+        for i in range(2000):
+            sink.send(b"", payload)
+            if i % 100 == 0:
+                await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert events == ["pause"]
+        assert transport.get_write_buffer_size() > 32 * 1024
+        total = 2000 * frame_len(1000)
+        data = await read_exactly(client, total, timeout=30)
+        assert len(data) == total
+        for _ in range(100):
+            if events == ["pause", "resume"]:
+                break
+            await asyncio.sleep(0.01)
+        assert events == ["pause", "resume"]
+        assert sink.dropped == 0 and len(parse_frames(data)) == 2000
+        sink.close()
+        transport.close()
+        client.close()
+        server.close()
+
+    loop.run_until_complete(main())
