@@ -12,7 +12,7 @@ import asyncio
 import logging
 import signal
 import sys
-from typing import Any, Awaitable, Callable, List, Optional
+from typing import Any, Awaitable, Callable, Coroutine, List, Optional
 
 log = logging.getLogger("lab")
 
@@ -95,7 +95,7 @@ def redis_unreachable(redis_url: str) -> Optional[str]:
 # -- the event loop -----------------------------------------------------------------------
 
 
-def run_on(loop_name: str, main: Awaitable[None]) -> None:
+def run_on(loop_name: str, main: Coroutine[Any, Any, None]) -> None:
     if loop_name == "uvcore":
         import uvcore
 
