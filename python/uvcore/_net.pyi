@@ -61,7 +61,7 @@ class NetworkMixin:
     async def create_unix_server(
         self, protocol_factory: _ProtocolFactory, path: str | None = None, *, sock: socket.socket | None = None,
         backlog: int = 100, ssl: _SSL = None, ssl_handshake_timeout: float | None = None,
-        ssl_shutdown_timeout: float | None = None, start_serving: bool = True, cleanup_socket: bool = True,
+        ssl_shutdown_timeout: float | None = None, start_serving: bool = True, cleanup_socket: bool = ...,  # True from Python 3.13 on, as asyncio
     ) -> Server: ...
     async def start_tls(
         self, transport: asyncio.BaseTransport, protocol: asyncio.BaseProtocol, sslcontext: _ssl.SSLContext, *,

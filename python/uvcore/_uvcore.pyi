@@ -267,6 +267,7 @@ class StreamTransport(_asyncio.Transport):
 
 # Pipe transports are one-way, as asyncio's: the read end has no write methods, the write
 # end's reading methods are asyncio.ReadTransport's (NotImplementedError).
+@_final
 class ReadPipeTransport(_asyncio.ReadTransport):
     _fileno: int
     def close(self) -> None: ...
@@ -279,6 +280,7 @@ class ReadPipeTransport(_asyncio.ReadTransport):
     def get_extra_info(self, name: str, default: Any = ...) -> Any: ...
     def _force_close(self, exc: BaseException | None) -> None: ...
 
+@_final
 class WritePipeTransport(_asyncio.Transport):
     _fileno: int
     _protocol_paused: bool
