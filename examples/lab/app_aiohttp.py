@@ -2,7 +2,8 @@
 
 aiohttp caps request bodies itself (client_max_size: 413) and WebSocket messages
 (max_msg_size); the view adds the cap on bytes queued for a WebSocket client that stopped
-reading, and server.serve_aiohttp the request-head timeout (header_timeout_factory)."""
+reading, and HeadTimeouts (wrapped around aiohttp's protocol factory by
+server.serve_aiohttp) the request-head timeout."""
 from __future__ import annotations
 
 import asyncio
@@ -64,7 +65,7 @@ class GuardedWebSocketResponse(web.WebSocketResponse):
         self.transport: Optional[asyncio.Transport] = None
 
     async def prepare(self, request: web.BaseRequest) -> Any:
-        self.transport = request.transport  # type: ignore[assignment]
+        self.transport = request.transport
         return await super().prepare(request)
 
     def close_slow_consumer(self, queued: int) -> None:
@@ -108,14 +109,21 @@ def _guarded_sink(websocket: Any) -> Optional[Sink]:
     return None
 
 
-if _guarded_sink not in SINK_FACTORIES:
-    # After the fan-out sink (a connection with one has the same cap in C), before the plain
-    # aiohttp sink, which would bypass the check.
-    SINK_FACTORIES.insert(len(SINK_FACTORIES) - 1, _guarded_sink)
+def _install_guarded_sink() -> None:
+    """After the fan-out sink (a connection with one has the same cap in C), before the
+    plain aiohttp sink of uvcore.strawberry, which would bypass the check."""
+    if _guarded_sink in SINK_FACTORIES:
+        return
+    names = [getattr(factory, "__name__", "") for factory in SINK_FACTORIES]
+    position = names.index("_aiohttp_sink") if "_aiohttp_sink" in names else len(SINK_FACTORIES)
+    SINK_FACTORIES.insert(position, _guarded_sink)
+
+
+_install_guarded_sink()
 
 
 class ChatGraphQLView(GraphQLView):
-    websocket_adapter_class = GuardedAiohttpWebSocketAdapter  # type: ignore[assignment]
+    websocket_adapter_class = GuardedAiohttpWebSocketAdapter
 
     def __init__(self, chat: Chat, **kwargs: Any) -> None:
         from datetime import timedelta
@@ -150,7 +158,7 @@ class ChatGraphQLView(GraphQLView):
 
 
 
-class SharedChatGraphQLView(SharedGraphQLView, ChatGraphQLView):  # type: ignore[misc]
+class SharedChatGraphQLView(SharedGraphQLView, ChatGraphQLView):
     """Subscriptions marked Shared run once per cohort; the leader gets the chat's context."""
 
     # Ours, not SharedGraphQLView's: the guarded response (a fan-out one when `fanout`).

@@ -182,7 +182,7 @@ async def serve_fastapi(args: argparse.Namespace, make_pubsub: Callable[[], Any]
         http=http_protocol,
         ws=ws_protocol,
         ws_max_size=limits.max_body_bytes,
-        timeout_keep_alive=limits.idle_timeout,  # type: ignore[arg-type]
+        timeout_keep_alive=limits.idle_timeout,  # type: ignore[arg-type,unused-ignore]  # int in older uvicorn stubs
     )
     await uvicorn.Server(config).serve()
 
@@ -205,6 +205,7 @@ async def serve_aiohttp(args: argparse.Namespace, make_pubsub: Callable[[], Any]
     server = None
     try:
         # What web.TCPSite does, with the request-head timeout around aiohttp's protocol factory.
+        assert runner.server is not None  # made by setup()
         server = await loop.create_server(
             app[HEAD_TIMEOUTS_KEY].wrap(runner.server), args.host, args.port, reuse_address=True
         )
