@@ -10,7 +10,7 @@ BENCH_ARGS  ?=
 
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-.PHONY: all deps venv build test test-core test313 asan valgrind bench lab clean
+.PHONY: all deps venv build test test-core test313 typecheck asan valgrind bench lab clean
 
 all: build
 
@@ -36,7 +36,13 @@ build: venv
 
 test: build
 	$(PY) -m pytest $(PYTEST_ARGS)
+	$(MAKE) typecheck
 	$(MAKE) test313
+
+# The typed surface: stubtest (python/uvcore/*.pyi against the built module, allowlist in
+# tests/typing/) and mypy --strict on examples/ and the README's python blocks.
+typecheck: build
+	$(PY) tests/typing/check.py
 
 # The same core suite on Python 3.13 (a second virtualenv).
 test313: deps
@@ -62,7 +68,8 @@ asan: deps
 # interpreter on plain malloc so memcheck sees every Python allocation. Any memcheck error
 # fails the run; leak checking is off (CPython frees lazily at exit), ASan covers the rest.
 VALGRIND_TESTS ?= tests/test_loop_basics.py tests/test_loop_dns.py tests/test_queue_basics.py tests/test_queue_cancellation.py \
-                  tests/test_pubsub_delivery.py tests/test_pubsub_overflow.py tests/test_pubsub_lifetime.py
+                  tests/test_pubsub_delivery.py tests/test_pubsub_overflow.py tests/test_pubsub_lifetime.py \
+                  tests/test_wsfanout.py
 valgrind: build
 	@command -v valgrind >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get install -y -qq valgrind; }

@@ -121,7 +121,7 @@ async def load(url: str, n: int, messages: int, server_pid: int) -> None:
         # Every WebSocket subscription is registered in the broker before the first message.
         while True:
             async with http.get(url + "/stats") as response:
-                if (await response.json())["pubsub"]["subscribers"] >= n:
+                if (await response.json())["subscriptions"] >= n:
                     break
             await asyncio.sleep(0.01)
         print("ready", flush=True)

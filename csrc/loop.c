@@ -3,6 +3,7 @@
  * heap, uv_run once (the GIL is released only while libuv would block). Cold paths (run_forever's
  * set-up, exception handler text, executors) live in python/uvcore/_loop.py. */
 #include "loop.h"
+#include "wsfanout.h"
 
 #include <math.h>
 #include <pythread.h>
@@ -76,8 +77,11 @@ int uvc_loop_check_closed(UvcLoop *loop)
     return 0;
 }
 
-/* Methods that touch the loop's private state from another thread while it runs would race
- * with libuv; asyncio only checks in debug mode, we always do since the check is cheap. */
+/* Methods that hand a libuv handle to another thread while the loop runs would race with
+ * libuv (it is not thread-safe), so add_reader and friends always check. Scheduling methods
+ * only touch the ready ring and the timer heap, which the GIL protects, so they check in debug
+ * mode only, as asyncio and uvloop do: a cross-thread call_soon then takes effect at the loop's
+ * next wake-up instead of raising half-way through a Future's callbacks. */
 static int loop_check_thread(UvcLoop *loop)
 {
     if (loop->thread_id != 0 && loop->thread_id != PyThread_get_thread_ident()) {
@@ -216,15 +220,21 @@ void uvc_loop_timer_cancelled(UvcLoop *loop, UvcHandle *h)
 }
 
 /* When most of the heap is cancelled timers (a server cancelling its timeouts), rebuild it
- * so memory does not grow with cancelled entries, as asyncio does. */
+ * so memory does not grow with cancelled entries, as asyncio does. The dropped handles are
+ * released only once the heap is whole again: a release can run Python code (a weakref
+ * callback) that lets another thread's call_later push onto the heap. */
 static void loop_compact_timers(UvcLoop *loop)
 {
-    Py_ssize_t n = 0;
+    UvcHandle **dropped = PyMem_Malloc(loop->timers_len * sizeof(UvcHandle *));
+    if (dropped == NULL) {
+        return; /* compaction only saves memory; try again next iteration */
+    }
+    Py_ssize_t n = 0, ndropped = 0;
     for (Py_ssize_t i = 0; i < loop->timers_len; i++) {
         UvcHandle *h = loop->timers[i];
         if (h->cancelled) {
             h->scheduled = 0;
-            uvc_handle_release(h);
+            dropped[ndropped++] = h;
         } else {
             loop->timers[n++] = h;
         }
@@ -234,6 +244,10 @@ static void loop_compact_timers(UvcLoop *loop)
     for (Py_ssize_t i = n / 2 - 1; i >= 0; i--) {
         heap_sift_down(loop->timers, n, i);
     }
+    for (Py_ssize_t i = 0; i < ndropped; i++) {
+        uvc_handle_release(dropped[i]);
+    }
+    PyMem_Free(dropped);
 }
 
 /* ---- libuv callbacks ------------------------------------------------------------------- */
@@ -244,9 +258,20 @@ static void loop_compact_timers(UvcLoop *loop)
 static void loop_on_timer(uv_timer_t *t) { uv_stop(t->loop); }
 static void loop_on_wakeup(uv_async_t *a) { (void)a; }
 
+static void loop_check_signal_poll(UvcLoop *loop);
+
+/* Runs right before libuv's poll, which is where libuv hands new watchers to epoll_ctl (and
+ * aborts on a closed fd): the last point where a stale watcher can be dropped, after every
+ * callback of this uv_run that could have closed an fd. */
 static void loop_on_prepare(uv_prepare_t *p)
 {
     UvcLoop *loop = p->data;
+    if (loop->pollers_started != NULL && PyList_GET_SIZE(loop->pollers_started) > 0) {
+        uvc_poll_check_started(loop);
+    }
+    if (loop->sig_started) {
+        loop_check_signal_poll(loop);
+    }
     if (loop->blocking && loop->released == NULL) {
         loop->released = PyEval_SaveThread();
     }
@@ -318,8 +343,8 @@ static int loop_move_due_timers(UvcLoop *loop)
 
 /* With callbacks ready, a non-blocking uv_run only polls. When libuv has nothing that could
  * report — no active handle but the wakeup async, no request in flight (writes, DNS), nothing
- * closing, no signal wakeup socket — that poll is an epoll_wait system call that cannot find
- * anything: skip it. Other threads need no poll either: call_soon_threadsafe puts its handle
+ * closing, no signal for a loop handler noted — that poll is an epoll_wait system call that
+ * cannot find anything: skip it. Other threads need no poll either: call_soon_threadsafe puts its handle
  * on the ready queue itself (under the GIL), the async only interrupts a blocking poll. */
 static int loop_nothing_to_poll(UvcLoop *loop)
 {
@@ -351,6 +376,9 @@ static int loop_run_once(UvcLoop *loop)
 {
     if (loop_move_due_timers(loop) < 0 || loop_run_ready_batch(loop) < 0) {
         return -1;
+    }
+    if (loop->fanout_dirty != NULL) {
+        uvc_fanout_flush(loop); /* fan-out frames the batch queued: one write per connection */
     }
     int64_t timeout = -1;
     while (loop->timers_len > 0 && loop->timers[0]->cancelled) {
@@ -388,6 +416,9 @@ static int loop_run_once(UvcLoop *loop)
     uv_run(loop->uv, timeout == 0 ? UV_RUN_NOWAIT : UV_RUN_ONCE);
     uvc_loop_acquire(loop);
     loop->blocking = 0;
+    if (loop->fanout_dirty != NULL) {
+        uvc_fanout_flush(loop); /* and the ones I/O callbacks queued, before the next poll */
+    }
     if (loop->pending_exc != NULL) {
         PyObject *exc = loop->pending_exc;
         loop->pending_exc = NULL;
@@ -505,7 +536,7 @@ static PyObject *loop_schedule_soon(UvcLoop *self, const char *name, PyObject *c
 {
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     PyObject *context;
-    if (uvc_loop_check_closed(self) < 0 || (!threadsafe && loop_check_thread(self) < 0) ||
+    if (uvc_loop_check_closed(self) < 0 || (!threadsafe && self->debug && loop_check_thread(self) < 0) ||
         parse_callback_args(name, args, nargs, kwnames, 0, &context) < 0) {
         return NULL;
     }
@@ -550,7 +581,7 @@ static PyObject *loop_schedule_at(UvcLoop *self, const char *name, double when, 
                                   Py_ssize_t nargs, PyObject *kwnames)
 {
     PyObject *context;
-    if (uvc_loop_check_closed(self) < 0 || loop_check_thread(self) < 0 ||
+    if (uvc_loop_check_closed(self) < 0 || (self->debug && loop_check_thread(self) < 0) ||
         parse_callback_args(name, args, nargs, kwnames, 1, &context) < 0) {
         return NULL;
     }
@@ -653,7 +684,7 @@ static PyObject *loop_create_task(UvcLoop *self, PyObject *const *args, size_t n
     }
     /* Checked before the Task exists: its constructor's call_soon would refuse too, but only
      * after a Task that can never run was made (and later reported as destroyed pending). */
-    if (uvc_loop_check_closed(self) < 0 || loop_check_thread(self) < 0) {
+    if (uvc_loop_check_closed(self) < 0 || (self->debug && loop_check_thread(self) < 0)) {
         return NULL;
     }
     if (self->task_factory == NULL) {
@@ -782,7 +813,18 @@ static void loop_stop_signal_poll(UvcLoop *self)
         self->sigpoll = NULL;
     }
     self->sig_rfd = -1;
+    self->sig_started = 0;
     Py_CLEAR(self->signal_wakeup);
+}
+
+/* The wake-up socket was closed under the loop: stop polling it rather than let libuv abort.
+ * Signals then reach Python at the next wake-up; run_forever installs a fresh socketpair. */
+static void loop_check_signal_poll(UvcLoop *loop)
+{
+    loop->sig_started = 0;
+    if (loop->sigpoll != NULL && uvc_fd_is_stale(loop->sig_rfd, loop->sig_dev, loop->sig_ino)) {
+        loop_stop_signal_poll(loop);
+    }
 }
 
 static PyObject *loop_set_signal_wakeup(UvcLoop *self, PyObject *args)
@@ -796,6 +838,15 @@ static PyObject *loop_set_signal_wakeup(UvcLoop *self, PyObject *args)
         return NULL;
     }
     loop_stop_signal_poll(self);
+    dev_t dev;
+    ino_t ino;
+    /* a watcher a closed file left on this number would make uv_poll_init fail (EEXIST) */
+    if (uvc_poll_release_fd(self, fd) < 0) {
+        return NULL;
+    }
+    if (uvc_fd_identity(fd, &dev, &ino) < 0) {
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
     uv_poll_t *p = PyMem_RawMalloc(sizeof(uv_poll_t));
     if (p == NULL) {
         return PyErr_NoMemory();
@@ -811,6 +862,9 @@ static PyObject *loop_set_signal_wakeup(UvcLoop *self, PyObject *args)
     uv_unref((uv_handle_t *)p);
     self->sigpoll = p;
     self->sig_rfd = fd;
+    self->sig_dev = dev;
+    self->sig_ino = ino;
+    self->sig_started = 1;
     self->signal_wakeup = Py_NewRef(cb);
     Py_RETURN_NONE;
 }
@@ -854,6 +908,7 @@ static void loop_close_uv(UvcLoop *self)
     if (self->uv == NULL) {
         return;
     }
+    uvc_fanout_flush(self);     /* held fan-out frames, before their transports close */
     uvc_stream_close_all(self); /* transports and servers (stream.c) */
     uvc_poll_close_all(self);
     loop_stop_signal_poll(self);
@@ -947,7 +1002,8 @@ static PyObject *loop_tp_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
     self->sig_rfd = -1;
     self->slow_callback_duration = 0.1;
     self->pollers = PyDict_New();
-    if (self->pollers == NULL || loop_init_uv(self) < 0) {
+    self->pollers_started = PyList_New(0);
+    if (self->pollers == NULL || self->pollers_started == NULL || loop_init_uv(self) < 0) {
         Py_DECREF(self);
         return NULL;
     }
@@ -973,17 +1029,20 @@ static int loop_traverse(UvcLoop *self, visitproc visit, void *arg)
         }
     }
     Py_VISIT(self->pollers);
+    Py_VISIT(self->pollers_started);
     Py_VISIT(self->task_factory);
     Py_VISIT(self->pending_exc);
     Py_VISIT(self->signal_wakeup);
     Py_VISIT(self->dict);
-    return 0;
+    return uvc_fanout_traverse_dirty(self, visit, arg);
 }
 
 static int loop_clear(UvcLoop *self)
 {
     loop_clear_queues(self);
+    uvc_fanout_clear_dirty(self);
     Py_CLEAR(self->pollers);
+    Py_CLEAR(self->pollers_started);
     Py_CLEAR(self->task_factory);
     Py_CLEAR(self->pending_exc);
     Py_CLEAR(self->signal_wakeup);

@@ -49,6 +49,7 @@ typedef struct UvcLoop {
     unsigned long long timer_seq;
 
     PyObject *pollers;        /* dict fd -> UvcPoller capsule-ish object (poll.c) */
+    PyObject *pollers_started; /* list of pollers whose fd libuv adds to epoll at the next poll */
     PyObject *task_factory;
     PyObject *pending_exc;    /* BaseException raised inside a libuv callback */
     PyObject *signal_wakeup;  /* Python callable fed with bytes from the signal wakeup fd */
@@ -56,8 +57,13 @@ typedef struct UvcLoop {
     PyObject *dict;
 
     struct UvcDnsRequest *dns_pending; /* dns.c: lookups in flight, cancelled by close() */
+    struct UvcFanoutSink *fanout_dirty; /* wsfanout.c: sinks holding frames (strong refs),
+                                         * written at the end of the iteration */
     uv_poll_t *sigpoll;       /* reads the signal.set_wakeup_fd socketpair */
     int sig_rfd;
+    int sig_started;          /* sigpoll started since the last poll: check sig_rfd first */
+    dev_t sig_dev;            /* the file sig_rfd was when the poll started */
+    ino_t sig_ino;
 
     unsigned long thread_id;  /* thread running the loop, 0 when not running */
     int running, stopping, closed, debug, blocking;
@@ -116,8 +122,18 @@ PyObject *uvc_poll_add(UvcLoop *loop, PyObject *const *args, Py_ssize_t nargs, P
                        int writer);
 PyObject *uvc_poll_remove(UvcLoop *loop, PyObject *fd, int writer);
 void uvc_poll_close_all(UvcLoop *loop);
+/* The file an fd refers to (fstat); -1 with errno when it cannot be read. */
+int uvc_fd_identity(int fd, dev_t *dev, ino_t *ino);
+/* 1 when fd is closed or now refers to another file than (dev, ino). */
+int uvc_fd_is_stale(int fd, dev_t dev, ino_t ino);
+/* Before a transport or the signal wake-up takes fd (a new file): drop the poller a closed
+ * file left on that number. 0, or -1 with an exception. */
+int uvc_poll_release_fd(UvcLoop *loop, int fd);
+/* Right before libuv's poll: drop the pollers started since the last poll whose fd was
+ * closed (libuv aborts on a closed fd) or reused. Reports its own errors. */
+void uvc_poll_check_started(UvcLoop *loop);
 
-/* stream.c (issue 3): close the transports and servers still open on this loop; loop.c
+/* stream.c: close the transports and servers still open on this loop; loop.c
  * calls it before closing its uv loop so their handles close cleanly. */
 void uvc_stream_close_all(UvcLoop *loop);
 PyObject *uvc_stream_find_fd(UvcLoop *loop, int fd); /* stream.c; borrowed or NULL */

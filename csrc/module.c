@@ -71,11 +71,11 @@ static PyObject *import_attr(const char *module, const char *name)
     X(QueueType) X(LifoQueueType) X(PriorityQueueType) X(QueueEmpty) X(QueueFull)         \
     X(QueueShutDown) X(PubSubType) X(SubscriptionType) X(SubscriberOverflow)              \
     X(QueueAwaitableType) X(queue_cache)                                                   \
-    X(PubSubChannelType) X(PubSubReadyType) X(PubSubWaitType)                              \
-    X(StreamTransportType) X(ServerType) X(stream_read_buffer) X(BufferedProtocol)         \
+    X(PubSubChannelType) X(PubSubReadyType) X(PubSubWaitType) X(PubSubPubWaitingType)      \
+    X(StreamTransportType) X(ReadPipeTransportType) X(WritePipeTransportType) X(ServerType) X(stream_read_buffer) X(BufferedProtocol)         \
     X(str_data_received) X(str_eof_received) X(str_get_buffer) X(str_buffer_updated)       \
     X(str_connection_made) X(str_connection_lost) X(str_pause_writing) X(str_resume_writing) \
-    X(UDPTransportType) X(ProcessType) X(DnsRequestType)
+    X(UDPTransportType) X(ProcessType) X(DnsRequestType) X(FanoutSinkType)
 
 static int uvc_module_traverse(PyObject *m, visitproc visit, void *arg)
 {
@@ -113,7 +113,8 @@ static int uvc_module_exec(PyObject *m)
     if (uvc_handle_module_init(m, st) < 0 || uvc_loop_module_init(m, st) < 0 ||
         uvc_queue_module_init(m, st) < 0 || uvc_pubsub_module_init(m, st) < 0 ||
         uvc_stream_module_init(m, st) < 0 || uvc_udp_module_init(m, st) < 0 ||
-        uvc_process_module_init(m, st) < 0 || uvc_dns_module_init(m, st) < 0) {
+        uvc_process_module_init(m, st) < 0 || uvc_dns_module_init(m, st) < 0 ||
+        uvc_fanout_module_init(m, st) < 0) {
         return -1;
     }
     if (PyModule_AddStringConstant(m, "libuv_version", uv_version_string()) < 0) {

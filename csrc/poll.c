@@ -1,17 +1,52 @@
 /* poll.c: add_reader/add_writer/remove_reader/remove_writer on uv_poll_t. One Poller per
  * file descriptor holds the reader and writer handles; the loop keeps pollers in a dict
  * keyed by fd. Callbacks run directly from libuv's poll phase, not via the ready queue.
- * The uv_poll_t is owned by its Poller until uv_close, whose callback frees the memory. */
+ * The uv_poll_t is owned by its Poller until uv_close, whose callback frees the memory.
+ *
+ * User code may close a watched fd at any time, and the number may then be reused by a new
+ * file. libuv aborts when its next poll passes a closed fd to epoll_ctl, and a watcher left
+ * on a reused number would steal the new file's events. So a Poller remembers which file it
+ * watches (st_dev/st_ino) and is checked where libuv would touch the fd: before every poll
+ * for the pollers (re)started since the last one, when a watcher is added to it, and when
+ * a transport or the signal wake-up takes over its number. A stale poller is dropped
+ * without a callback, as asyncio's selector never reports a closed fd again. */
 #include "loop.h"
+
+#include <sys/stat.h>
 
 typedef struct {
     PyObject_HEAD
     UvcLoop *loop;          /* borrowed: the loop owns the dict holding this poller */
     uv_poll_t *poll;        /* NULL once closed */
     int fd;
+    int started;            /* in loop->pollers_started: epoll_ctl pending at the next poll */
+    dev_t dev;              /* the file watched: the fd number alone may be reused */
+    ino_t ino;
     UvcHandle *reader;
     UvcHandle *writer;
 } UvcPoller;
+
+int uvc_fd_identity(int fd, dev_t *dev, ino_t *ino)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        return -1;
+    }
+    *dev = st.st_dev;
+    *ino = st.st_ino;
+    return 0;
+}
+
+int uvc_fd_is_stale(int fd, dev_t dev, ino_t ino)
+{
+    dev_t d;
+    ino_t i;
+    /* EBADF: closed. Any other fstat error leaves the fd to libuv, which can handle it. */
+    if (uvc_fd_identity(fd, &d, &i) < 0) {
+        return errno == EBADF;
+    }
+    return d != dev || i != ino;
+}
 
 static void poller_free_cb(uv_handle_t *h) { PyMem_RawFree(h); }
 
@@ -81,7 +116,136 @@ static int poller_update(UvcPoller *po, PyObject *key)
         PyErr_SetFromErrno(PyExc_OSError);
         return -1;
     }
+    if (!po->started) {
+        /* uv_poll_start always re-adds the fd to epoll at the next poll: check it first */
+        if (PyList_Append(po->loop->pollers_started, (PyObject *)po) < 0) {
+            uv_poll_stop(po->poll);
+            return -1;
+        }
+        po->started = 1;
+    }
     return 0;
+}
+
+/* Drop a poller whose fd no longer is the file it watched. Its live handles are marked
+ * cancelled (so a sock_* clean-up cannot remove the watcher of the fd's new owner) and
+ * appended to `dropped` for the loop to fail the sock_* futures waiting on them. The slot in
+ * libuv's watcher table is still this poller's (no new libuv watcher can take an occupied
+ * slot, and the places that create fds for libuv check first), so uv_poll_stop's
+ * EPOLL_CTL_DEL cannot touch a registration of the new owner. */
+static int poller_drop(UvcPoller *po, PyObject *dropped)
+{
+    int r = 0;
+    UvcHandle *sides[2] = {po->reader, po->writer};
+    for (int i = 0; i < 2; i++) {
+        if (sides[i] != NULL && !sides[i]->cancelled) {
+            sides[i]->cancelled = 1;
+            if (PyList_Append(dropped, (PyObject *)sides[i]) < 0) {
+                r = -1;
+            }
+        }
+    }
+    PyObject *key = PyLong_FromLong(po->fd);
+    if (key == NULL) {
+        return -1;
+    }
+    Py_INCREF(po);
+    poller_close(po);
+    PyObject *cur = PyDict_GetItemWithError(po->loop->pollers, key);
+    if (cur == (PyObject *)po) {
+        r |= PyDict_DelItem(po->loop->pollers, key);
+    } else if (cur == NULL && PyErr_Occurred()) {
+        r = -1;
+    }
+    Py_DECREF(po);
+    Py_DECREF(key);
+    return r;
+}
+
+/* Tell the sock_* helpers which of their watchers were dropped (their futures then fail
+ * with EBADF instead of waiting forever). Consumes nothing; reports its own errors. */
+static void poll_report_dropped(UvcLoop *loop, PyObject *dropped)
+{
+    if (PyList_GET_SIZE(dropped) == 0) {
+        return;
+    }
+    PyObject *r = PyObject_CallMethod((PyObject *)loop, "_fd_watchers_dropped", "O", dropped);
+    if (r == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
+            PyErr_Clear(); /* the bare C loop has no sock_* helpers */
+        } else {
+            uvc_loop_handle_callback_error(loop, "Error dropping a closed fd's watchers", NULL, NULL);
+        }
+    }
+    Py_XDECREF(r);
+}
+
+/* The poller of fd, if any and stale, is dropped: 1 dropped, 0 none or live, -1 error. */
+static int poll_drop_if_stale(UvcLoop *loop, PyObject *key, int fd, PyObject *dropped)
+{
+    UvcPoller *po = (UvcPoller *)PyDict_GetItemWithError(loop->pollers, key);
+    if (po == NULL) {
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    if (po->poll == NULL || !uvc_fd_is_stale(fd, po->dev, po->ino)) {
+        return 0;
+    }
+    return poller_drop(po, dropped) < 0 ? -1 : 1;
+}
+
+int uvc_poll_release_fd(UvcLoop *loop, int fd)
+{
+    if (loop->pollers == NULL || PyDict_GET_SIZE(loop->pollers) == 0) {
+        return 0;
+    }
+    PyObject *key = PyLong_FromLong(fd);
+    PyObject *dropped = key ? PyList_New(0) : NULL;
+    if (dropped == NULL) {
+        Py_XDECREF(key);
+        return -1;
+    }
+    int r = poll_drop_if_stale(loop, key, fd, dropped);
+    Py_DECREF(key);
+    if (r >= 0) {
+        poll_report_dropped(loop, dropped);
+    }
+    Py_DECREF(dropped);
+    return r < 0 ? -1 : 0;
+}
+
+void uvc_poll_check_started(UvcLoop *loop)
+{
+    PyObject *started = loop->pollers_started;
+    /* Reporting runs Python code, which may start more pollers: loop until none is left,
+     * since libuv adds every one of them to epoll right after this returns. */
+    while (started != NULL && PyList_GET_SIZE(started) > 0) {
+        PyObject *dropped = PyList_New(0);
+        if (dropped == NULL) {
+            uvc_loop_handle_callback_error(loop, "Error checking watched fds", NULL, NULL);
+            dropped = NULL;
+        }
+        Py_ssize_t n = PyList_GET_SIZE(started);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            UvcPoller *po = (UvcPoller *)PyList_GET_ITEM(started, i);
+            po->started = 0;
+            if (po->poll == NULL || !uvc_fd_is_stale(po->fd, po->dev, po->ino)) {
+                continue;
+            }
+            if (dropped == NULL || poller_drop(po, dropped) < 0) {
+                /* never hand a closed fd to libuv, even without memory to report it */
+                poller_close(po);
+                PyErr_Clear();
+            }
+        }
+        if (PyList_SetSlice(started, 0, n, NULL) < 0) {
+            PyErr_Clear();
+        }
+        if (dropped != NULL) {
+            poll_report_dropped(loop, dropped);
+            Py_DECREF(dropped);
+        }
+        started = loop->pollers_started;
+    }
 }
 
 static void poller_fire(UvcPoller *po, int writer)
@@ -167,6 +331,10 @@ PyObject *uvc_poll_add(UvcLoop *loop, PyObject *const *args, Py_ssize_t nargs, P
     if (key == NULL) {
         return NULL;
     }
+    /* A poller left on this number by a closed file must not take the new file's handles */
+    if (uvc_poll_release_fd(loop, fd) < 0) {
+        goto error;
+    }
     UvcPoller *po = (UvcPoller *)PyDict_GetItemWithError(loop->pollers, key);
     if (po == NULL) {
         if (PyErr_Occurred()) {
@@ -178,6 +346,7 @@ PyObject *uvc_poll_add(UvcLoop *loop, PyObject *const *args, Py_ssize_t nargs, P
         }
         po->loop = loop;
         po->fd = fd;
+        po->started = 0;
         po->reader = po->writer = NULL;
         po->poll = PyMem_RawMalloc(sizeof(uv_poll_t));
         PyObject_GC_Track(po);
@@ -200,6 +369,11 @@ PyObject *uvc_poll_add(UvcLoop *loop, PyObject *const *args, Py_ssize_t nargs, P
             goto error;
         }
         po->poll->data = po;
+        if (uvc_fd_identity(fd, &po->dev, &po->ino) < 0) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            Py_DECREF(po);
+            goto error;
+        }
         int r = PyDict_SetItem(loop->pollers, key, (PyObject *)po);
         Py_DECREF(po); /* the dict owns it now */
         if (r < 0) {
@@ -278,4 +452,7 @@ void uvc_poll_close_all(UvcLoop *loop)
         poller_close((UvcPoller *)value);
     }
     PyDict_Clear(loop->pollers);
+    if (loop->pollers_started != NULL) {
+        PyList_SetSlice(loop->pollers_started, 0, PyList_GET_SIZE(loop->pollers_started), NULL);
+    }
 }

@@ -91,6 +91,12 @@ static void listener_accept(UvcListener *l)
         }
         return;
     }
+    /* libuv accepted a new file: a watcher a closed file left on its number must go before
+     * the transport starts reading, or it would keep the slot and steal the events */
+    uv_os_fd_t newfd;
+    if (uv_fileno((uv_handle_t *)s, &newfd) == 0 && uvc_poll_release_fd(l->loop, newfd) < 0) {
+        listener_report(l, "Error on transport creation for incoming connection");
+    }
     /* asyncio makes the protocol in a copy of the server's context, one per connection */
     PyObject *ctx = l->context ? PyContext_Copy(l->context) : PyContext_CopyCurrent();
     if (ctx == NULL) {
@@ -193,6 +199,11 @@ static PyObject *listener_tp_new(PyTypeObject *tp, PyObject *args, PyObject *kwd
     l->opened = 1;
     Py_INCREF(l); /* held by the open handle until listener_on_close */
     uvc_link_add(st, &l->link, lp, listener_link_close);
+    if (uvc_poll_release_fd(lp, fd) < 0) {
+        listener_close_handle(l);
+        Py_DECREF(l);
+        return NULL;
+    }
     err = l->kind == UVC_KIND_PIPE ? uv_pipe_open(&l->uv.pipe, fd) : uv_tcp_open(&l->uv.tcp, fd);
     if (err < 0) {
         listener_close_handle(l); /* no sock yet: the socket object keeps its fd */

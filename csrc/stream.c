@@ -4,6 +4,7 @@
  * of several buffers. tcp.c/unix.c open the handle; server.c accepts into one; the Python
  * layer (python/uvcore/_net.py) creates sockets, resolves names and does TLS. */
 #include "stream.h"
+#include "wsfanout.h"
 
 #include <pythread.h>
 #include <sys/socket.h>
@@ -35,6 +36,8 @@ struct UvcStream {
                                * and read callbacks only, or NULL */
     Py_ssize_t last_read;     /* size of the last successful read */
     PyObject *weakreflist;
+    UvcFanoutSink *fanout;    /* the connection's WebSocket fan-out queue (borrowed: the sink
+                               * holds us and clears this when it detaches), or NULL */
     UvcLink link;
     Py_buffer rbuf;           /* a BufferedProtocol's buffer between alloc and read callbacks */
     Py_ssize_t high, low;     /* write buffer limits */
@@ -236,6 +239,22 @@ static void stream_report(UvcStream *t, const char *message, PyObject *exc)
 }
 
 /* logging.getLogger("asyncio").<level>(fmt, t, message, exc_info=exc); errors swallowed. */
+/* logger.warning(line) on the "asyncio" logger, as asyncio logs writes to a lost connection */
+static void stream_log_line(const char *line)
+{
+    PyObject *saved = PyErr_GetRaisedException_compat();
+    PyObject *logging = PyImport_ImportModule("logging");
+    PyObject *logger = logging ? PyObject_CallMethod(logging, "getLogger", "s", "asyncio") : NULL;
+    PyObject *r = logger ? PyObject_CallMethod(logger, "warning", "s", line) : NULL;
+    if (r == NULL) {
+        PyErr_Clear();
+    }
+    Py_XDECREF(r);
+    Py_XDECREF(logger);
+    Py_XDECREF(logging);
+    PyErr_SetRaisedException_compat(saved);
+}
+
 static void stream_log(UvcStream *t, const char *level, const char *fmt, const char *message,
                        PyObject *exc)
 {
@@ -316,6 +335,9 @@ static void stream_on_close(uv_handle_t *h)
 {
     UvcStream *t = h->data;
     uvc_loop_acquire(t->loop);
+    if (t->fanout != NULL) {
+        uvc_fanout_transport_closing(t->fanout, UVC_FANOUT_CLOSE_SILENT);
+    }
     uvc_link_remove(t->st, &t->link);
     Py_DECREF(t);
 }
@@ -373,6 +395,9 @@ static void stream_close_handle(UvcStream *t)
 static void stream_link_close(UvcLink *link)
 {
     UvcStream *t = (UvcStream *)((char *)link - offsetof(UvcStream, link));
+    if (t->fanout != NULL) {
+        uvc_fanout_transport_closing(t->fanout, UVC_FANOUT_CLOSE_SILENT);
+    }
     t->closing = 1;
     t->conn_lost++;
     stream_close_handle(t);
@@ -407,6 +432,10 @@ static int stream_force_close(UvcStream *t, PyObject *exc)
 {
     if (t->conn_lost) {
         return 0;
+    }
+    if (t->fanout != NULL) {
+        /* before connection_lost is scheduled, so the sink's close callbacks run first */
+        uvc_fanout_transport_closing(t->fanout, UVC_FANOUT_CLOSE_DROP);
     }
     if (!t->closing) {
         t->closing = 1;
@@ -601,9 +630,17 @@ static const char *stream_write_error_message(UvcStream *t)
 
 /* Called from write() and set_write_buffer_limits(): KeyboardInterrupt/SystemExit raised by
  * pause_writing() propagate to their caller (-1); other errors go to the exception handler. */
+/* Bytes not yet sent: libuv's write queue and fan-out frames held for the end of the loop
+ * iteration (which get_write_buffer_size and pause_writing see too). */
+static size_t stream_queued(UvcStream *t)
+{
+    size_t n = t->opened ? t->uv.stream.write_queue_size : 0;
+    return t->fanout != NULL ? n + uvc_fanout_held_bytes(t->fanout) : n;
+}
+
 static int stream_maybe_pause_protocol(UvcStream *t)
 {
-    Py_ssize_t size = t->opened ? (Py_ssize_t)t->uv.stream.write_queue_size : 0;
+    Py_ssize_t size = (Py_ssize_t)stream_queued(t);
     if (size <= t->high || t->protocol_paused || t->protocol == NULL) {
         return 0;
     }
@@ -623,7 +660,7 @@ static int stream_maybe_pause_protocol(UvcStream *t)
 
 static void stream_maybe_resume_protocol(UvcStream *t)
 {
-    if (!t->protocol_paused || (Py_ssize_t)t->uv.stream.write_queue_size > t->low ||
+    if (!t->protocol_paused || (Py_ssize_t)stream_queued(t) > t->low ||
         t->protocol == NULL) {
         return;
     }
@@ -639,15 +676,9 @@ static void stream_maybe_resume_protocol(UvcStream *t)
     Py_XDECREF(r);
 }
 
-static void stream_on_write(uv_write_t *req, int status)
+/* The end of every write request's callback (ours and wsfanout.c's). */
+void uvc_stream_write_done(UvcStream *t, int status)
 {
-    UvcWriteReq *w = (UvcWriteReq *)req;
-    UvcStream *t = req->handle->data;
-    uvc_loop_acquire(t->loop);
-    for (Py_ssize_t i = 0; i < w->nobjs; i++) {
-        Py_DECREF(w->objs[i]);
-    }
-    PyMem_Free(w);
     t->writes--;
     if (status == UV_ECANCELED || t->handle_closing) {
         return;
@@ -655,6 +686,9 @@ static void stream_on_write(uv_write_t *req, int status)
     if (status < 0) {
         stream_fatal_uv_error(t, status, stream_write_error_message(t));
         return;
+    }
+    if (t->writes == 0 && t->fanout != NULL) {
+        uvc_fanout_transport_drained(t->fanout);
     }
     stream_maybe_resume_protocol(t);
     if (t->writes == 0) {
@@ -666,6 +700,62 @@ static void stream_on_write(uv_write_t *req, int status)
             uvc_loop_handle_callback_error(t->loop, "Error closing a transport", NULL, NULL);
         }
     }
+}
+
+static void stream_on_write(uv_write_t *req, int status)
+{
+    UvcWriteReq *w = (UvcWriteReq *)req;
+    UvcStream *t = req->handle->data;
+    uvc_loop_acquire(t->loop);
+    for (Py_ssize_t i = 0; i < w->nobjs; i++) {
+        Py_DECREF(w->objs[i]);
+    }
+    PyMem_Free(w);
+    uvc_stream_write_done(t, status);
+}
+
+UvcLoop *uvc_stream_loop(UvcStream *t) { return t->loop; }
+UvcFanoutSink *uvc_stream_get_fanout(UvcStream *t) { return t->fanout; }
+void uvc_stream_set_fanout(UvcStream *t, UvcFanoutSink *sink) { t->fanout = sink; }
+Py_ssize_t uvc_stream_writes_pending(UvcStream *t) { return t->writes; }
+size_t uvc_stream_write_queue_size(UvcStream *t) { return t->opened ? t->uv.stream.write_queue_size : 0; }
+
+int uvc_stream_can_write(UvcStream *t)
+{
+    return t->opened && !t->handle_closing && !t->conn_lost && !t->closing && !t->eof &&
+           t->empty_waiter == NULL;
+}
+
+int uvc_stream_try_write(UvcStream *t, uv_buf_t *bufs, unsigned n)
+{
+    int r = uv_try_write(&t->uv.stream, bufs, n);
+    if (r >= 0) {
+        return r;
+    }
+    if (r == UV_EAGAIN || r == UV_ENOSYS) {
+        return 0;
+    }
+    stream_fatal_uv_error(t, r, stream_write_error_message(t));
+    return -1;
+}
+
+int uvc_stream_write_req(UvcStream *t, uv_write_t *req, uv_buf_t *bufs, unsigned n, uv_write_cb cb)
+{
+    int err = uv_write(req, &t->uv.stream, bufs, n, cb);
+    if (err < 0) {
+        stream_fatal_uv_error(t, err, stream_write_error_message(t));
+        return -1;
+    }
+    t->writes++;
+    return 0;
+}
+
+void uvc_stream_update_flow(UvcStream *t)
+{
+    if (stream_maybe_pause_protocol(t) < 0) {
+        uvc_loop_handle_callback_error(t->loop, "protocol.pause_writing() failed", NULL, NULL);
+    }
+    stream_maybe_resume_protocol(t);
 }
 
 /* Write n bytes-like objects (borrowed). Tries uv_try_write when nothing is queued and
@@ -732,13 +822,23 @@ static PyObject *stream_write_items(UvcStream *t, PyObject *const *items, Py_ssi
     }
     if (t->conn_lost || !t->opened || t->handle_closing) {
         if (t->conn_lost >= UVC_LOG_THRESHOLD_FOR_CONNLOST_WRITES) {
-            stream_log(t, "warning", "socket.send() raised exception.", NULL, NULL);
+            /* asyncio's exact line (and no %-arguments: logging would choke on them) */
+            stream_log_line(t->pipe_mode ? "pipe closed by peer or os.write(pipe, data) raised exception."
+                                         : "socket.send() raised exception.");
         }
         t->conn_lost++;
         result = Py_None;
         goto done;
     }
 
+    if (t->fanout != NULL) {
+        /* fan-out frames queued before this write go out before it */
+        uvc_fanout_transport_before_write(t->fanout);
+        if (t->conn_lost || t->handle_closing) {
+            result = Py_None;
+            goto done;
+        }
+    }
     Py_ssize_t first = 0;
     if (t->writes == 0) {
         int r = uv_try_write(&t->uv.stream, bufs, (unsigned int)n);
@@ -847,6 +947,9 @@ static PyObject *stream_write_eof(UvcStream *t, PyObject *unused)
     if (t->pipe_mode) {
         return stream_close(t, NULL); /* a pipe has no half-close: the reader sees EOF */
     }
+    if (t->fanout != NULL) {
+        uvc_fanout_transport_closing(t->fanout, UVC_FANOUT_CLOSE_FLUSH);
+    }
     t->eof = 1;
     if (!t->opened || t->handle_closing) {
         Py_RETURN_NONE;
@@ -876,6 +979,9 @@ static PyObject *stream_make_empty_waiter(UvcStream *t, PyObject *unused)
         PyErr_SetString(PyExc_RuntimeError, "Empty waiter is already set");
         return NULL;
     }
+    if (t->fanout != NULL) {
+        uvc_fanout_transport_before_write(t->fanout); /* the file goes after held frames */
+    }
     PyObject *fut = PyObject_CallMethod((PyObject *)t->loop, "create_future", NULL);
     if (fut == NULL) {
         return NULL;
@@ -902,6 +1008,10 @@ static PyObject *stream_close(UvcStream *t, PyObject *unused)
     }
     if (t->closing) {
         Py_RETURN_NONE;
+    }
+    if (t->fanout != NULL) {
+        /* held frames are written before the close, which waits for them */
+        uvc_fanout_transport_closing(t->fanout, UVC_FANOUT_CLOSE_FLUSH);
     }
     t->closing = 1;
     stream_stop_reading(t);
@@ -1011,7 +1121,7 @@ static PyObject *stream_get_write_buffer_limits(UvcStream *t, PyObject *unused)
 
 static PyObject *stream_get_write_buffer_size(UvcStream *t, PyObject *unused)
 {
-    return PyLong_FromSize_t(t->opened ? t->uv.stream.write_queue_size : 0);
+    return PyLong_FromSize_t(stream_queued(t));
 }
 
 static int stream_set_protocol_obj(UvcStream *t, PyObject *protocol)
@@ -1203,10 +1313,10 @@ static PyMethodDef stream_start_def = {"_start_reading", (PyCFunction)stream_sta
 
 /* ---- creation ---------------------------------------------------------------------------- */
 
-UvcStream *uvc_stream_alloc(UvcLoop *loop)
+static UvcStream *stream_alloc_type(UvcLoop *loop, PyTypeObject *tp)
 {
     uvc_state *st = loop->st;
-    UvcStream *t = PyObject_GC_New(UvcStream, st->StreamTransportType);
+    UvcStream *t = PyObject_GC_New(UvcStream, tp);
     if (t == NULL) {
         return NULL;
     }
@@ -1221,6 +1331,8 @@ UvcStream *uvc_stream_alloc(UvcLoop *loop)
     PyObject_GC_Track(t);
     return t;
 }
+
+UvcStream *uvc_stream_alloc(UvcLoop *loop) { return stream_alloc_type(loop, loop->st->StreamTransportType); }
 
 void uvc_stream_set_opened(UvcStream *t, int kind)
 {
@@ -1349,6 +1461,10 @@ static PyObject *stream_tp_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
         return NULL;
     }
     uvc_stream_set_opened(t, kind);
+    if (uvc_poll_release_fd(lp, fd) < 0) {
+        uvc_stream_discard(t);
+        return NULL;
+    }
     err = kind == UVC_KIND_PIPE ? uv_pipe_open(&t->uv.pipe, fd) : uv_tcp_open(&t->uv.tcp, fd);
     if (err < 0) {
         uvc_stream_discard(t); /* the socket object keeps its fd */
@@ -1385,8 +1501,9 @@ static PyObject *stream_open_pipe(PyTypeObject *tp, PyObject *args)
     }
     UvcLoop *lp = (UvcLoop *)loop;
     UvcStream *t = NULL;
+    PyTypeObject *pipe_tp = writable ? st->WritePipeTransportType : st->ReadPipeTransportType;
     if (uvc_loop_check_closed(lp) < 0 || uvc_stream_check_thread(lp) < 0 ||
-        (t = uvc_stream_alloc(lp)) == NULL) {
+        (t = stream_alloc_type(lp, pipe_tp)) == NULL) {
         close(fd);
         return NULL;
     }
@@ -1400,6 +1517,11 @@ static PyObject *stream_open_pipe(PyTypeObject *tp, PyObject *args)
     t->pipe_mode = writable ? UVC_PIPE_WRITE : UVC_PIPE_READ;
     t->extra = Py_NewRef(extra);
     uvc_stream_set_opened(t, UVC_KIND_PIPE);
+    if (uvc_poll_release_fd(lp, fd) < 0) {
+        close(fd);
+        uvc_stream_discard(t);
+        return NULL;
+    }
     err = uv_pipe_open(&t->uv.pipe, fd);
     if (err < 0) {
         close(fd);
@@ -1530,6 +1652,92 @@ static PyMethodDef stream_methods[] = {
     {NULL},
 };
 
+/* Pipe transports are one-way, as asyncio's: a read pipe is an asyncio.ReadTransport with no
+ * write methods at all (AttributeError), a write pipe an asyncio.Transport whose reading
+ * methods are asyncio.ReadTransport's (NotImplementedError). Same layout and slots as
+ * StreamTransport, only the method table and the base differ. */
+static PyMethodDef stream_read_pipe_methods[] = {
+    {"close", (PyCFunction)stream_close, METH_NOARGS, "Close the pipe; connection_lost(None) follows."},
+    {"_force_close", (PyCFunction)stream_force_close_meth, METH_O, NULL},
+    {"is_closing", (PyCFunction)stream_is_closing, METH_NOARGS, "True once closing started."},
+    {"is_reading", (PyCFunction)stream_is_reading, METH_NOARGS, "True unless paused or closing."},
+    {"pause_reading", (PyCFunction)stream_pause_reading, METH_NOARGS, "Stop calling data_received."},
+    {"resume_reading", (PyCFunction)stream_resume_reading, METH_NOARGS, "Call data_received again."},
+    {"set_protocol", (PyCFunction)stream_set_protocol, METH_O, NULL},
+    {"get_protocol", (PyCFunction)stream_get_protocol, METH_NOARGS, NULL},
+    {"get_extra_info", (PyCFunction)(void (*)(void))stream_get_extra_info, METH_FASTCALL | METH_KEYWORDS,
+     "get_extra_info(name, default=None): 'pipe' is the pipe object."},
+    {NULL},
+};
+
+static PyMethodDef stream_write_pipe_methods[] = {
+    {"write", (PyCFunction)stream_write, METH_O, "Write a bytes-like object (never blocks)."},
+    {"writelines", (PyCFunction)stream_writelines, METH_O, "Write several bytes-like objects at once."},
+    {"write_eof", (PyCFunction)stream_write_eof, METH_NOARGS, "Close once the buffer is sent (the reader sees EOF)."},
+    {"can_write_eof", (PyCFunction)stream_can_write_eof, METH_NOARGS, "True."},
+    {"close", (PyCFunction)stream_close, METH_NOARGS, "Close after the buffer is sent; connection_lost(None) follows."},
+    {"abort", (PyCFunction)stream_abort, METH_NOARGS, "Close now, dropping buffered data."},
+    {"_force_close", (PyCFunction)stream_force_close_meth, METH_O, NULL},
+    {"is_closing", (PyCFunction)stream_is_closing, METH_NOARGS, "True once closing started."},
+    {"set_write_buffer_limits", (PyCFunction)(void (*)(void))stream_set_write_buffer_limits,
+     METH_VARARGS | METH_KEYWORDS, "Flow control: pause_writing above high, resume_writing at low."},
+    {"get_write_buffer_limits", (PyCFunction)stream_get_write_buffer_limits, METH_NOARGS, "(low, high)"},
+    {"get_write_buffer_size", (PyCFunction)stream_get_write_buffer_size, METH_NOARGS,
+     "Bytes queued and not yet sent."},
+    {"set_protocol", (PyCFunction)stream_set_protocol, METH_O, NULL},
+    {"get_protocol", (PyCFunction)stream_get_protocol, METH_NOARGS, NULL},
+    {"get_extra_info", (PyCFunction)(void (*)(void))stream_get_extra_info, METH_FASTCALL | METH_KEYWORDS,
+     "get_extra_info(name, default=None): 'pipe' is the pipe object."},
+    {NULL},
+};
+
+static PyObject *stream_pipe_tp_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
+{
+    PyErr_Format(PyExc_TypeError, "cannot create '%s' instances: use loop.connect_read_pipe() or "
+                 "loop.connect_write_pipe()", _PyType_Name(tp));
+    return NULL;
+}
+
+static PyType_Slot stream_read_pipe_slots[] = {
+    {Py_tp_new, stream_pipe_tp_new},
+    {Py_tp_dealloc, stream_dealloc},
+    {Py_tp_traverse, stream_traverse},
+    {Py_tp_clear, stream_clear},
+    {Py_tp_repr, stream_repr},
+    {Py_tp_methods, stream_read_pipe_methods},
+    {Py_tp_getset, stream_getset},
+    {Py_tp_members, stream_members},
+    {Py_tp_doc, "The read end of a pipe on a libuv pipe handle (an asyncio.ReadTransport)."},
+    {0, NULL},
+};
+
+static PyType_Slot stream_write_pipe_slots[] = {
+    {Py_tp_new, stream_pipe_tp_new},
+    {Py_tp_dealloc, stream_dealloc},
+    {Py_tp_traverse, stream_traverse},
+    {Py_tp_clear, stream_clear},
+    {Py_tp_repr, stream_repr},
+    {Py_tp_methods, stream_write_pipe_methods},
+    {Py_tp_getset, stream_getset},
+    {Py_tp_members, stream_members},
+    {Py_tp_doc, "The write end of a pipe on a libuv pipe handle (an asyncio.WriteTransport)."},
+    {0, NULL},
+};
+
+static PyType_Spec stream_read_pipe_spec = {
+    .name = "uvcore._uvcore.ReadPipeTransport",
+    .basicsize = sizeof(UvcStream),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = stream_read_pipe_slots,
+};
+
+static PyType_Spec stream_write_pipe_spec = {
+    .name = "uvcore._uvcore.WritePipeTransport",
+    .basicsize = sizeof(UvcStream),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = stream_write_pipe_slots,
+};
+
 static PyType_Slot stream_slots[] = {
     {Py_tp_new, stream_tp_new},
     {Py_tp_init, stream_tp_init},
@@ -1573,11 +1781,19 @@ int uvc_stream_module_init(PyObject *m, uvc_state *st)
     PyObject *transports = PyImport_ImportModule("asyncio.transports");
     PyObject *protocols = PyImport_ImportModule("asyncio.protocols");
     PyObject *base = transports ? PyObject_GetAttrString(transports, "Transport") : NULL;
+    PyObject *read_base = transports ? PyObject_GetAttrString(transports, "ReadTransport") : NULL;
     st->BufferedProtocol = protocols ? PyObject_GetAttrString(protocols, "BufferedProtocol") : NULL;
     Py_XDECREF(transports);
     Py_XDECREF(protocols);
-    if (base == NULL || st->BufferedProtocol == NULL) {
+    if (base == NULL || read_base == NULL || st->BufferedProtocol == NULL) {
         Py_XDECREF(base);
+        Py_XDECREF(read_base);
+        return -1;
+    }
+    int rr = uvc_add_type(m, &stream_read_pipe_spec, read_base, &st->ReadPipeTransportType);
+    Py_DECREF(read_base);
+    if (rr < 0 || uvc_add_type(m, &stream_write_pipe_spec, base, &st->WritePipeTransportType) < 0) {
+        Py_DECREF(base);
         return -1;
     }
     /* Our layout starts with asyncio.BaseTransport's one slot (`_extra`), so the C type can

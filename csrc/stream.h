@@ -66,6 +66,23 @@ int uvc_stream_check_thread(UvcLoop *loop);
 /* socket.detach() on a socket object whose fd libuv now closes (errors ignored). */
 void uvc_detach_socket(PyObject *sock);
 
+/* For wsfanout.c, which writes to a transport with its own requests and buffers. */
+UvcLoop *uvc_stream_loop(UvcStream *t);
+struct UvcFanoutSink *uvc_stream_get_fanout(UvcStream *t);
+void uvc_stream_set_fanout(UvcStream *t, struct UvcFanoutSink *sink); /* borrowed pointer */
+/* The transport takes writes (open, not closing, no write_eof, no sendfile running). */
+int uvc_stream_can_write(UvcStream *t);
+Py_ssize_t uvc_stream_writes_pending(UvcStream *t); /* uv_write requests in flight */
+size_t uvc_stream_write_queue_size(UvcStream *t);   /* bytes in libuv's write queue */
+/* uv_try_write: bytes written (0 for EAGAIN), or -1 after a fatal error was reported. */
+int uvc_stream_try_write(UvcStream *t, uv_buf_t *bufs, unsigned n);
+/* uv_write of a request the caller owns; its callback must end with uvc_stream_write_done.
+ * 0, or -1 after a fatal error was reported (the callback will not run). */
+int uvc_stream_write_req(UvcStream *t, uv_write_t *req, uv_buf_t *bufs, unsigned n, uv_write_cb cb);
+void uvc_stream_write_done(UvcStream *t, int status);
+/* pause_writing/resume_writing as the queued bytes (libuv's and held fan-out frames) say. */
+void uvc_stream_update_flow(UvcStream *t);
+
 /* server.c */
 extern PyType_Spec uvc_listener_spec;
 

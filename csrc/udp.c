@@ -791,6 +791,9 @@ static PyObject *udp_create(PyTypeObject *tp, PyObject *args)
             t->has_dest = 1;
         }
     }
+    if (uvc_poll_release_fd(lp, fd) < 0) {
+        goto error;
+    }
     int err = uv_udp_init(lp->uv, &t->uv);
     if (err < 0) {
         PyErr_SetObject(PyExc_OSError, udp_oserror(err));

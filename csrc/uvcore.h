@@ -92,10 +92,13 @@ typedef struct {
     PyTypeObject *PubSubChannelType;  /* internal: a channel/pattern and its subscriber list */
     PyTypeObject *PubSubReadyType;    /* internal: awaitable done at once (message waiting) */
     PyTypeObject *PubSubWaitType;     /* internal: awaitable of an __anext__ that must wait */
+    PyTypeObject *PubSubPubWaitingType; /* internal: awaitable of a publish() that must wait */
     void *pubsub_extra;              /* reserved for pubsub.c's own needs */
 
-    /* stream.c, tcp.c, unix.c, server.c (issue 3) */
+    /* stream.c, tcp.c, unix.c, server.c: stream transports and listeners */
     PyTypeObject *StreamTransportType;
+    PyTypeObject *ReadPipeTransportType;  /* pipe transports: one-way StreamTransport layouts */
+    PyTypeObject *WritePipeTransportType;
     PyTypeObject *ServerType;        /* server.c's Listener (one listening socket) */
     void *stream_extra;              /* UvcLink *: registry of open transports/listeners */
     PyObject *stream_read_buffer;    /* bytearray every plain-Protocol read goes through */
@@ -109,12 +112,15 @@ typedef struct {
     PyObject *str_pause_writing;
     PyObject *str_resume_writing;
 
-    /* udp.c, process.c (issue 8) */
+    /* udp.c, process.c: datagram transports and child processes */
     PyTypeObject *UDPTransportType;
     PyTypeObject *ProcessType;
 
     /* dns.c */
     PyTypeObject *DnsRequestType;
+
+    /* wsfanout.c */
+    PyTypeObject *FanoutSinkType;
 } uvc_state;
 
 extern PyModuleDef uvc_module_def;
@@ -135,6 +141,7 @@ int uvc_stream_module_init(PyObject *m, uvc_state *st);   /* stream.c and friend
 int uvc_udp_module_init(PyObject *m, uvc_state *st);      /* udp.c */
 int uvc_process_module_init(PyObject *m, uvc_state *st);  /* process.c */
 int uvc_dns_module_init(PyObject *m, uvc_state *st);      /* dns.c */
+int uvc_fanout_module_init(PyObject *m, uvc_state *st);   /* wsfanout.c */
 /* handle.c: free the dead handles kept for reuse (module clear/free). */
 void uvc_handle_freelist_clear(uvc_state *st);
 

@@ -133,9 +133,10 @@ def test_call_soon_threadsafe_wakes_loop(loop):
     assert loop.run_until_complete(asyncio.wait_for(fut, 5)) == "hi"
 
 
-def test_wrong_thread_is_a_clear_error(loop):
+def test_wrong_thread_is_a_clear_error_in_debug_mode(loop):
     import threading
 
+    loop.set_debug(True)
     errors = []
 
     async def main():

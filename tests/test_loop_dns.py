@@ -62,6 +62,39 @@ def test_getaddrinfo_errors_are_the_socket_modules(loop, host, port):
     assert got.value.args == expected.value.args
 
 
+@pytest.fixture(params=["uvcore", "asyncio"])
+def any_loop(request):
+    lp = uvcore.new_event_loop() if request.param == "uvcore" else asyncio.new_event_loop()
+    yield lp
+    lp.close()
+
+
+# Names libuv's IDNA step refuses (EINVAL) but the C library answers without a network round
+# trip: empty, and longer than a DNS name can be (with and without over-long labels).
+REFUSED_BY_LIBUV = [
+    ("", 0),
+    (b"", 0),
+    ("", "http"),
+    ("", 80),
+    ("a" * 256, 0),
+    (b"a" * 256, 0),
+    (b"a" * 300, 443),
+    ((b"a" * 60 + b".") * 4 + b"abcdefghijklmn", 0),
+    ("a." * 130, 0),
+]
+
+
+@pytest.mark.parametrize("host, port", REFUSED_BY_LIBUV)
+def test_names_libuv_refuses_raise_the_socket_modules_gaierror(any_loop, host, port):
+    with pytest.raises(Exception) as expected:
+        socket.getaddrinfo(host, port)
+    with pytest.raises(type(expected.value)) as got:
+        resolve(any_loop, any_loop.getaddrinfo(host, port))
+    assert got.value.args == expected.value.args
+    assert getattr(got.value, "errno", None) == getattr(expected.value, "errno", None)
+    assert str(got.value) == str(expected.value)
+
+
 def test_getaddrinfo_flag_errors_carry_the_c_library_code(loop):
     with pytest.raises(socket.gaierror) as expected:
         socket.getaddrinfo("localhost", 80, 0, 0, 0, -1)

@@ -1,8 +1,11 @@
 """loop.sock_* on non-blocking sockets: a cancelled operation hands the fd over cleanly."""
 import asyncio
+import errno
 import socket
 
 import pytest
+
+import uvcore
 
 
 @pytest.mark.parametrize("method", ["sock_recv", "sock_recv_into"])
@@ -63,3 +66,31 @@ def test_sock_connect_to_a_numeric_address_starts_in_the_same_step(loop):
     with listener, sock:
         loop.run_until_complete(asyncio.wait_for(main(), 10))
         assert loop._default_executor is None  # no thread-pool resolver call
+
+
+class _SocketWhoseStatusCheckFails(socket.socket):
+    def getsockopt(self, *args):
+        raise OSError(errno.EBADF, "Bad file descriptor")
+
+
+@pytest.mark.parametrize("loop_kind", ["uvcore", "asyncio"])
+def test_sock_connect_fails_when_the_completion_check_raises(loop_kind):
+    # The error of getsockopt(SO_ERROR) goes to the caller, once: no exception handler call
+    # per iteration, no hang.
+    lp = uvcore.new_event_loop() if loop_kind == "uvcore" else asyncio.new_event_loop()
+    handled = []
+    lp.set_exception_handler(lambda _loop, ctx: handled.append(ctx))
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    sock = _SocketWhoseStatusCheckFails()
+    sock.setblocking(False)
+    try:
+        with pytest.raises(OSError) as info:
+            lp.run_until_complete(asyncio.wait_for(lp.sock_connect(sock, listener.getsockname()), 5))
+        assert info.value.errno == errno.EBADF
+        assert handled == []
+    finally:
+        sock.close()
+        listener.close()
+        lp.close()

@@ -19,12 +19,7 @@ import pytest
 
 import uvcore
 
-HAS_TRANSPORTS = uvcore.Loop.create_server is not asyncio.AbstractEventLoop.create_server
-LOOPS = [
-    "asyncio",
-    pytest.param("uvcore", marks=pytest.mark.skipif(
-        not HAS_TRANSPORTS, reason="uvcore.Loop has no stream transports yet (issue 3)")),
-]
+LOOPS = ["asyncio", "uvcore"]
 pytestmark = pytest.mark.timeout(120)
 
 

@@ -22,14 +22,7 @@ import uvcore
 LOOP_NAME = os.environ.get("UVCORE_TEST_SERVER_LOOP", "uvcore")
 LOOP_FACTORY = {"uvcore": uvcore.new_event_loop, "asyncio": asyncio.new_event_loop}[LOOP_NAME]
 
-pytestmark = [
-    pytest.mark.timeout(300),
-    pytest.mark.skipif(
-        LOOP_NAME == "uvcore"
-        and uvcore.Loop.create_server is asyncio.AbstractEventLoop.create_server,
-        reason="uvcore.Loop has no stream transports yet (issue 3)",
-    ),
-]
+pytestmark = [pytest.mark.timeout(300)]
 
 CYCLES = 10_000
 WARMUP = 1_000

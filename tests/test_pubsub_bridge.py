@@ -1,6 +1,6 @@
 """The backend hook: a bridge learns when a channel or pattern gains its first local
-subscriber and loses its last, and injects messages for local delivery (issue 7's Redis
-bridge sits on this)."""
+subscriber and loses its last, and injects messages for local delivery (the Redis
+bridge of PubSub.from_url sits on this)."""
 import asyncio
 
 import pytest

@@ -28,11 +28,7 @@ SERVER_LOOP_FACTORY = {
 }[SERVER_LOOP]
 EXPECTED_LOOP_MODULE = {"uvcore": "uvcore", "asyncio": "asyncio", "uvloop": "uvloop"}[SERVER_LOOP]
 
-_NO_TRANSPORTS = uvcore.Loop.create_server is asyncio.AbstractEventLoop.create_server
-needs_transports = pytest.mark.skipif(
-    _NO_TRANSPORTS, reason="uvcore.Loop has no stream transports yet (issue 3)"
-)
-pytestmark = [pytest.mark.timeout(120)] + ([needs_transports] if SERVER_LOOP == "uvcore" else [])
+pytestmark = [pytest.mark.timeout(120)]
 
 BIG = bytes(range(256)) * 4096  # 1 MiB, not compressible to nothing, order-sensitive
 
@@ -441,7 +437,6 @@ def test_aiohttp_websocket_on_uvcore():
         asyncio.run(client(info["port"]))
 
 
-@needs_transports
 def test_aiohttp_client_on_uvcore():
     """The other direction: aiohttp's client (create_connection, DNS, keep-alive pool)
     on uvcore against an aiohttp server on the server loop."""

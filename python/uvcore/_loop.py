@@ -56,6 +56,7 @@ class Loop(LiveHandlesMixin, _uvcore.Loop, NetworkMixin, DatagramMixin, Subproce
         self._asyncgens_shutdown_called = False
         self._signal_handlers = {}
         self._signal_sockets = None
+        self._fd_waiters = {}  # watcher handle -> the sock_* future it completes
         self._coroutine_origin_tracking_enabled = False
         self._coroutine_origin_tracking_saved_depth = None
         self.set_debug(_debug_from_env())
@@ -172,11 +173,14 @@ class Loop(LiveHandlesMixin, _uvcore.Loop, NetworkMixin, DatagramMixin, Subproce
         handle._source_traceback = traceback.extract_stack(sys._getframe(1))
 
     def _log_slow_callback(self, handle, seconds):
-        logger.warning("Executing %r took %.3f seconds", handle, seconds)
+        # asyncio's text (base_events._format_handle): a task's step names the Task
+        owner = getattr(handle._callback, "__self__", None)
+        what = repr(owner) if isinstance(owner, tasks.Task) else str(handle)
+        logger.warning("Executing %s took %.3f seconds", what, seconds)
 
     # ---- signals ---------------------------------------------------------------------
 
-    def _install_signal_wakeup(self):
+    def _install_signal_wakeup(self, retry=True):
         """Route signals through a socketpair libuv polls, so Ctrl+C and add_signal_handler
         work while the loop blocks. Main thread only, as Python's signal module requires."""
         if threading.current_thread() is not threading.main_thread():
@@ -191,7 +195,18 @@ class Loop(LiveHandlesMixin, _uvcore.Loop, NetworkMixin, DatagramMixin, Subproce
             old = signal.set_wakeup_fd(wsock.fileno(), warn_on_full_buffer=False)
         except (ValueError, OSError):
             return None
-        self._set_signal_wakeup(rsock.fileno(), self._dispatch_signals)
+        try:
+            self._set_signal_wakeup(rsock.fileno(), self._dispatch_signals)
+        except OSError:
+            # Our socketpair was closed behind our back (e.g. by os.closerange), its numbers
+            # perhaps reused: forget it without closing those numbers again, start afresh.
+            signal.set_wakeup_fd(old)
+            for s in self._signal_sockets:
+                s.detach()
+            self._signal_sockets = None
+            if not retry:
+                raise
+            return self._install_signal_wakeup(retry=False)
         return old
 
     def _restore_signal_wakeup(self, old):
@@ -398,9 +413,18 @@ class Loop(LiveHandlesMixin, _uvcore.Loop, NetworkMixin, DatagramMixin, Subproce
             return socket.getaddrinfo(host, port, family, type, proto, flags)
         debug = self.get_debug()
         started = self.time() if debug else 0.0
-        infos = await self._dns_lookup(
-            _uvcore._getaddrinfo, host_arg, port_arg, family, type, proto, flags
-        )
+        try:
+            infos = await self._dns_lookup(
+                _uvcore._getaddrinfo, host_arg, port_arg, family, type, proto, flags
+            )
+        except OSError as exc:
+            if exc.errno != errno.EINVAL or isinstance(exc, socket.gaierror):
+                raise
+            # libuv's IDNA step refuses names the C library answers itself (empty, over 255
+            # bytes, not UTF-8) with EINVAL; ask the C library as asyncio does, off the loop.
+            infos = await self.run_in_executor(
+                None, socket.getaddrinfo, host, port, family, type, proto, flags
+            )
         if debug:
             _log_slow_lookup(self, f"{host}:{port!r}", started, infos)
         return [
@@ -479,10 +503,21 @@ class Loop(LiveHandlesMixin, _uvcore.Loop, NetworkMixin, DatagramMixin, Subproce
             remove = self.remove_reader
 
         def done(_f):
+            self._fd_waiters.pop(handle, None)
             if not handle.cancelled() and not self.is_closed():
                 remove(fd)
 
+        self._fd_waiters[handle] = fut
         fut.add_done_callback(done)
+
+    def _fd_watchers_dropped(self, handles):
+        """Called by the C core with the watchers it dropped because their fd was closed
+        (or closed and reused) while watched. A sock_* call waiting on one fails with
+        EBADF, as the socket call itself would, rather than waiting forever."""
+        for handle in handles:
+            fut = self._fd_waiters.pop(handle, None)
+            if fut is not None and not fut.done():
+                fut.set_exception(OSError(errno.EBADF, os.strerror(errno.EBADF)))
 
     async def sock_recv(self, sock, n):
         """Receive up to n bytes from a non-blocking socket."""
@@ -596,9 +631,17 @@ class Loop(LiveHandlesMixin, _uvcore.Loop, NetworkMixin, DatagramMixin, Subproce
         def on_connected():
             if fut.done():
                 return
-            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if err != 0:
-                fut.set_exception(OSError(err, f"Connect call failed {address}"))
+            try:
+                err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if err != 0:
+                    raise OSError(err, f"Connect call failed {address}")
+            except (BlockingIOError, InterruptedError):
+                return  # not finished yet: wait for the next writable event
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                # e.g. the socket was closed meanwhile: getsockopt raises OSError(EBADF)
+                fut.set_exception(exc)
             else:
                 fut.set_result(None)
 

@@ -1,7 +1,7 @@
 """_pubsub: the Python face of uvcore's C broker (csrc/pubsub.c).
 
-uvcore.PubSub is a thin subclass of the C type so that backends (the Redis bridge of
-issue 7: PubSub.from_url) can be added in Python without touching the C fan-out.
+uvcore.PubSub is a thin subclass of the C type so that backends (the Redis bridge
+behind PubSub.from_url) can be added in Python without touching the C fan-out.
 """
 from typing import Any
 

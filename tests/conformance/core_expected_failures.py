@@ -1,7 +1,7 @@
 """Expected failures of CPython's core test.test_asyncio modules on uvcore.
 
 Each entry: test id (module.Class.test, fnmatch patterns allowed) -> one-line reason.
-EXPECTED_FAILURES lists what uvcore does not do yet, with the issue that brings it;
+EXPECTED_FAILURES lists what uvcore does not do yet, each with why;
 NOT_APPLICABLE lists tests of asyncio's own implementation (private attributes and
 methods of BaseEventLoop, mocks of asyncio's modules) that cannot pass on another loop and
 say nothing about it. A listed test that passes fails the conformance test, so the tables

@@ -6,7 +6,7 @@ an entry that starts passing fails the conformance test so the list stays honest
 """
 
 EXPECTED_FAILURES: dict = {
-    # issue 8: pipes and subprocesses
+    # pipes and subprocesses
     "test_subprocess.LoopSubprocessTests.test_popen_error":
         "mocks subprocess.Popen, which uvcore does not use (children start with uv_spawn)",
     "test_subprocess.LoopSubprocessTests.test_popen_error_with_stdin_pipe":

@@ -40,7 +40,7 @@ SUITES = {
         "test_ssl",
         "test_sslproto",
         "test_buffered_proto",
-        # issue 8: pipes and subprocesses (their test_events tests run in the core suite)
+        # pipes and subprocesses (their test_events tests run in the core suite)
         "test_subprocess",
         "test_unix_events",
     ],

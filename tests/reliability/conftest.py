@@ -1,5 +1,5 @@
 """Shared by the reliability suite: a tally of the faults injected and bad inputs fed, printed
-at the end of the run (issue 8 asks for the counts)."""
+at the end of the run, so a reader sees how much was exercised."""
 from __future__ import annotations
 
 import collections
