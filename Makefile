@@ -10,7 +10,7 @@ BENCH_ARGS  ?=
 
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-.PHONY: all deps venv build test test-core test313 asan valgrind bench lab clean
+.PHONY: all deps venv build test test-core test313 typecheck asan valgrind bench lab clean
 
 all: build
 
@@ -36,7 +36,13 @@ build: venv
 
 test: build
 	$(PY) -m pytest $(PYTEST_ARGS)
+	$(MAKE) typecheck
 	$(MAKE) test313
+
+# The typed surface: stubtest (python/uvcore/*.pyi against the built module, allowlist in
+# tests/typing/) and mypy --strict on examples/ and the README's python blocks.
+typecheck: build
+	$(PY) tests/typing/check.py
 
 # The same core suite on Python 3.13 (a second virtualenv).
 test313: deps

@@ -118,15 +118,56 @@ static PyObject *timer_handle_tp_new(PyTypeObject *tp, PyObject *args, PyObject 
     return (PyObject *)h;
 }
 
+/* asyncio's own text for the callback; from 3.13 asyncio shows the arguments in debug mode
+ * only, so the loop's debug flag is passed on as Handle._repr_info does. */
 static PyObject *format_callback(UvcHandle *h)
 {
     PyObject *fh = PyImport_ImportModule("asyncio.format_helpers");
     if (fh == NULL) {
         return NULL;
     }
-    PyObject *s = PyObject_CallMethod(fh, "_format_callback_source", "OO", h->callback, h->args);
+    PyObject *fn = PyObject_GetAttrString(fh, "_format_callback_source");
     Py_DECREF(fh);
+    if (fn == NULL) {
+        return NULL;
+    }
+    PyObject *s = NULL;
+#if PY_VERSION_HEX >= 0x030D0000
+    PyObject *debug = PyObject_CallMethod(h->loop, "get_debug", NULL);
+    if (debug != NULL) {
+        PyObject *stack[3] = {h->callback, h->args, debug};
+        PyObject *kw = Py_BuildValue("(s)", "debug");
+        s = kw ? PyObject_Vectorcall(fn, stack, 2, kw) : NULL;
+        Py_XDECREF(kw);
+        Py_DECREF(debug);
+    }
+#else
+    s = PyObject_CallFunctionObjArgs(fn, h->callback, h->args, NULL);
+#endif
+    Py_DECREF(fn);
     return s;
+}
+
+/* " created at file:line" from the debug-mode source traceback, as asyncio's repr ends, or
+ * "" without one. New reference. */
+static PyObject *format_created_at(UvcHandle *h)
+{
+    PyObject *tb = h->source_traceback;
+    if (tb == NULL || !PySequence_Check(tb) || PySequence_Size(tb) <= 0) {
+        PyErr_Clear();
+        return PyUnicode_FromString("");
+    }
+    PyObject *frame = PySequence_GetItem(tb, PySequence_Size(tb) - 1);
+    if (frame == NULL) {
+        return NULL;
+    }
+    PyObject *file = PySequence_GetItem(frame, 0);
+    PyObject *line = file ? PySequence_GetItem(frame, 1) : NULL;
+    Py_DECREF(frame);
+    PyObject *r = line ? PyUnicode_FromFormat(" created at %S:%S", file, line) : NULL;
+    Py_XDECREF(file);
+    Py_XDECREF(line);
+    return r;
 }
 
 static PyObject *handle_run_error_context(UvcHandle *h, PyObject *exc)
@@ -249,18 +290,25 @@ static PyObject *handle_repr(UvcHandle *h)
     if (body == NULL) {
         return NULL;
     }
+    PyObject *created = format_created_at(h);
+    if (created == NULL) {
+        Py_DECREF(body);
+        return NULL;
+    }
     const char *state = h->cancelled ? " cancelled" : "";
     const char *sep = PyUnicode_GET_LENGTH(body) ? " " : "";
     PyObject *r;
     if (PyObject_TypeCheck(h, st->TimerHandleType)) {
         PyObject *w = PyFloat_FromDouble(h->when);
-        r = w ? PyUnicode_FromFormat("<%s%s when=%R%s%U>", _PyType_Name(Py_TYPE(h)), state, w, sep, body)
+        r = w ? PyUnicode_FromFormat("<%s%s when=%R%s%U%U>", _PyType_Name(Py_TYPE(h)), state, w, sep,
+                                     body, created)
               : NULL;
         Py_XDECREF(w);
     } else {
-        r = PyUnicode_FromFormat("<%s%s%s%U>", _PyType_Name(Py_TYPE(h)), state, sep, body);
+        r = PyUnicode_FromFormat("<%s%s%s%U%U>", _PyType_Name(Py_TYPE(h)), state, sep, body, created);
     }
     Py_DECREF(body);
+    Py_DECREF(created);
     return r;
 }
 

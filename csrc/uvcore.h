@@ -89,10 +89,13 @@ typedef struct {
     PyTypeObject *PubSubChannelType;  /* internal: a channel/pattern and its subscriber list */
     PyTypeObject *PubSubReadyType;    /* internal: awaitable done at once (message waiting) */
     PyTypeObject *PubSubWaitType;     /* internal: awaitable of an __anext__ that must wait */
+    PyTypeObject *PubSubPubWaitingType; /* internal: awaitable of a publish() that must wait */
     void *pubsub_extra;              /* reserved for pubsub.c's own needs */
 
     /* stream.c, tcp.c, unix.c, server.c: stream transports and listeners */
     PyTypeObject *StreamTransportType;
+    PyTypeObject *ReadPipeTransportType;  /* pipe transports: one-way StreamTransport layouts */
+    PyTypeObject *WritePipeTransportType;
     PyTypeObject *ServerType;        /* server.c's Listener (one listening socket) */
     void *stream_extra;              /* UvcLink *: registry of open transports/listeners */
     PyObject *stream_read_buffer;    /* bytearray every plain-Protocol read goes through */

@@ -30,8 +30,10 @@ class SharedChatGraphQLView(SharedGraphQLView, ChatGraphQLView):
         return context_for(self.chat)
 
 
-def create_app(make_pubsub: PubSubFactory, shared: bool = True) -> web.Application:
-    """shared=False serves subscriptions with Strawberry's own view, for comparison."""
+def create_app(make_pubsub: PubSubFactory, shared: bool = True, fanout: bool = True) -> web.Application:
+    """shared=False serves subscriptions with Strawberry's own view, for comparison;
+    fanout=False sends a cohort's messages with aiohttp's send_frame instead of
+    uvcore.wsfanout (C on uvcore, transport.write on other loops)."""
     chat = Chat(pubsub=None)
     app = web.Application()
     app[CHAT_KEY] = chat
@@ -44,8 +46,7 @@ def create_app(make_pubsub: PubSubFactory, shared: bool = True) -> web.Applicati
     async def index(request: web.Request) -> web.Response:
         return web.Response(text=page_html(), content_type="text/html")
 
-    view_class = SharedChatGraphQLView if shared else ChatGraphQLView
-    view = view_class(chat)
+    view = SharedChatGraphQLView(chat, fanout=fanout) if shared else ChatGraphQLView(chat)
 
     async def stats(request: web.Request) -> web.Response:
         return web.json_response(server_stats(chat, "aiohttp", view if shared else None))

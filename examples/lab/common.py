@@ -36,4 +36,7 @@ def server_stats(chat: Chat, server: str, view: Optional[Any] = None) -> Dict[st
     # for `subscriptions` to reach n knows a message published now reaches all n.
     stats["subscriptions"] = pubsub["subscribers"] - cohorts["cohorts"] + cohorts["members"]
     stats["cohorts"] = cohorts
+    # FanoutSink: written by uvcore.wsfanout in C; PyFanoutSink: its transport.write fallback
+    # (TLS, other loops); TextSink/BytesSink: the server's own WebSocket send (--fanout off).
+    stats["sinks"] = view.cohort_registry().sink_types()
     return stats

@@ -90,7 +90,8 @@ class Message:
 class Query:
     @strawberry.field
     def rooms(self, info: strawberry.Info) -> List[str]:
-        return info.context["chat"].rooms()
+        rooms: List[str] = info.context["chat"].rooms()
+        return rooms
 
     @strawberry.field
     def messages(self, info: strawberry.Info, room: str, limit: int = 50) -> List[Message]:
@@ -117,7 +118,8 @@ def room_scope(info: strawberry.Info, arguments: Dict[str, Any]) -> str:
 
 @strawberry.type
 class Subscription:
-    @strawberry.subscription(extensions=[Shared(scope=room_scope)])
+    # (strawberry types the called form strawberry.subscription(...) as Any)
+    @strawberry.subscription(extensions=[Shared(scope=room_scope)])  # type: ignore[untyped-decorator]
     async def message_added(
         self, info: strawberry.Info, room: Optional[str] = None
     ) -> AsyncGenerator[Message, None]:

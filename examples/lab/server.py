@@ -12,7 +12,7 @@ import asyncio
 import logging
 import signal
 import sys
-from typing import Any, Awaitable, Callable, List, Optional
+from typing import Any, Awaitable, Callable, Coroutine, List, Optional
 
 log = logging.getLogger("lab")
 
@@ -41,6 +41,14 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         default="shared",
         help="shared: one execution per room and event (uvcore.strawberry cohorts); plain: "
         "Strawberry's own, one per subscriber (default %(default)s)",
+    )
+    parser.add_argument(
+        "--fanout",
+        choices=("on", "off"),
+        default="on",
+        help="on: shared subscriptions' messages go out through uvcore.wsfanout (in C on uvcore, "
+        "transport.write on the other loops); off: through the server's own WebSocket send "
+        "(default %(default)s)",
     )
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     args = parser.parse_args(argv)
@@ -87,7 +95,7 @@ def redis_unreachable(redis_url: str) -> Optional[str]:
 # -- the event loop -----------------------------------------------------------------------
 
 
-def run_on(loop_name: str, main: Awaitable[None]) -> None:
+def run_on(loop_name: str, main: Coroutine[Any, Any, None]) -> None:
     if loop_name == "uvcore":
         import uvcore
 
@@ -117,12 +125,19 @@ async def serve_fastapi(args: argparse.Namespace, make_pubsub: Callable[[], Any]
 
     from .app_fastapi import create_app
 
-    # loop="none": uvicorn serves on whatever loop is running (ours).
+    # loop="none": uvicorn serves on whatever loop is running (ours). The fan-out protocol is
+    # uvicorn's own websockets protocol plus a sink per connection for uvcore.wsfanout.
+    ws: Any = "auto"
+    if args.fanout == "on":
+        from uvcore.uvicorn import FanoutWebSocketProtocol
+
+        ws = FanoutWebSocketProtocol
     config = uvicorn.Config(
         create_app(make_pubsub, shared=args.subscriptions == "shared"),
         host=args.host,
         port=args.port,
         loop="none",
+        ws=ws,
         log_level=args.log_level,
         lifespan="on",
     )
@@ -134,7 +149,8 @@ async def serve_aiohttp(args: argparse.Namespace, make_pubsub: Callable[[], Any]
 
     from .app_aiohttp import create_app
 
-    runner = web.AppRunner(create_app(make_pubsub, shared=args.subscriptions == "shared"), handle_signals=False)
+    app = create_app(make_pubsub, shared=args.subscriptions == "shared", fanout=args.fanout == "on")
+    runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

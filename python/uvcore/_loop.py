@@ -173,7 +173,10 @@ class Loop(LiveHandlesMixin, _uvcore.Loop, NetworkMixin, DatagramMixin, Subproce
         handle._source_traceback = traceback.extract_stack(sys._getframe(1))
 
     def _log_slow_callback(self, handle, seconds):
-        logger.warning("Executing %r took %.3f seconds", handle, seconds)
+        # asyncio's text (base_events._format_handle): a task's step names the Task
+        owner = getattr(handle._callback, "__self__", None)
+        what = repr(owner) if isinstance(owner, tasks.Task) else str(handle)
+        logger.warning("Executing %s took %.3f seconds", what, seconds)
 
     # ---- signals ---------------------------------------------------------------------
 

@@ -41,6 +41,7 @@ from typing import (
     Sequence,
     Tuple,
     Union,
+    cast,
 )
 
 from graphql import GraphQLError
@@ -53,6 +54,8 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.types import Info
 from strawberry.types.execution import ExecutionResult, PreExecutionError
+
+from ..wsfanout import fanout as _fanout
 
 __all__ = [
     "Shared",
@@ -113,12 +116,14 @@ class _Resume:
     __slots__ = ("coro", "yielded")
 
     def __init__(self, coro: Coroutine[Any, Any, Any], yielded: Any) -> None:
-        self.coro = coro
-        self.yielded = yielded
+        self.coro: Optional[Coroutine[Any, Any, Any]] = coro
+        self.yielded: Any = yielded
 
     def __await__(self) -> Generator[Any, Any, Any]:
         coro, value = self.coro, self.yielded
         self.coro = self.yielded = None
+        if coro is None:
+            raise RuntimeError("cannot reuse already awaited coroutine")
         while True:
             try:
                 sent = yield value
@@ -239,10 +244,29 @@ def _aiohttp_sink(websocket: Any) -> Optional[Sink]:
     return BytesSink(lambda data: send_frame(data, text))
 
 
+def _fanout_sink(websocket: Any) -> Optional[Sink]:
+    """The connection's uvcore.wsfanout sink, when the server made one: uvicorn with
+    `uvcore.uvicorn.FanoutWebSocketProtocol` (in the ASGI scope's extensions) or aiohttp with
+    `uvcore.aiohttp.FanoutWebSocketResponse`. Frames then go straight to the transport, in C
+    on uvcore's own transports."""
+    asgi = sys.modules.get("strawberry.asgi")
+    views = sys.modules.get("strawberry.aiohttp.views")
+    sink: Any = None
+    if asgi is not None and isinstance(websocket, asgi.ASGIWebSocketAdapter):
+        extensions = websocket.ws.scope.get("extensions") or {}
+        entry = extensions.get("uvcore.fanout")
+        sink = entry.get("sink") if entry else None
+    elif views is not None and isinstance(websocket, views.AiohttpWebSocketAdapter):
+        sink = getattr(websocket.ws, "fanout_sink", None)
+    if sink is None or sink.closed:
+        return None
+    return sink  # type: ignore[no-any-return]
+
+
 SinkFactory = Callable[[Any], Optional[Sink]]
 # Tried in order with Strawberry's WebSocket adapter for a connection; the first sink wins.
 # A connection no factory recognises runs its shared subscriptions unshared.
-SINK_FACTORIES: List[SinkFactory] = [_asgi_sink, _aiohttp_sink]
+SINK_FACTORIES: List[SinkFactory] = [_fanout_sink, _asgi_sink, _aiohttp_sink]
 
 
 def sink_for(websocket: Any) -> Optional[Sink]:
@@ -270,15 +294,22 @@ def deliver(payload: bytes, targets: Sequence[Target], suffix: bytes) -> None:
     """What a cohort calls once per event: `payload` is the shared JSON payload, each
     target a (sink, prefix) pair, `suffix` what closes every message. Sinks of a type with
     a registered batch function go to it in one call (in member order), the rest to
-    `deliver_each`. Must not raise, block, or keep `targets` (the list is reused)."""
+    `deliver_each`. Must not raise, block, or keep `targets` (the list is reused).
+
+    The default is `uvcore.wsfanout.fanout`, which is `deliver_each` in C: fan-out sinks
+    (uvcore.wsfanout.FanoutSink) queue their frame without running Python, any other sink
+    gets its `send` called."""
     if not _BATCH:
-        deliver_each(payload, targets, suffix)
+        try:
+            _fanout(payload, targets, suffix)
+        except Exception:  # noqa: BLE001 - sinks do not raise; a bug must not end the cohort
+            log.exception("delivery failed")
         return
     groups: Dict[type, List[Target]] = {}
     for target in targets:
         groups.setdefault(type(target[0]), []).append(target)
     for sink_type, group in groups.items():
-        batch = _BATCH.get(sink_type, deliver_each)
+        batch = _BATCH.get(sink_type, _fanout)
         try:
             batch(payload, group, suffix)
         except Exception:  # noqa: BLE001 - one transport's failure never stops the others
@@ -472,7 +503,7 @@ class CohortRegistry:
         self,
         schema: Any,
         scope_context: Callable[[Hashable], Any] = lambda scope: {"scope": scope},
-        encode_json: Callable[[Any], Union[str, bytes]] = None,  # type: ignore[assignment]
+        encode_json: Optional[Callable[[Any], Union[str, bytes]]] = None,
     ) -> None:
         import json
 
@@ -492,6 +523,15 @@ class CohortRegistry:
             "cohorts": len(self._cohorts),
             "members": sum(len(cohort) for cohort in self._cohorts.values()),
         }
+
+    def sink_types(self) -> Dict[str, int]:
+        """How many members write through each sink type (e.g. FanoutSink: the C fan-out)."""
+        counts: Dict[str, int] = {}
+        for cohort in self._cohorts.values():
+            for sink, _ in cohort._members:
+                name = type(sink).__name__
+                counts[name] = counts.get(name, 0) + 1
+        return counts
 
     def _forget(self, cohort: Cohort) -> None:
         if self._cohorts.get(cohort.key) is cohort:
@@ -638,7 +678,7 @@ class SharedGraphQLTransportWSHandler(BaseGraphQLTransportWSHandler):  # type: i
     async def run_operation(self, operation: Operation) -> None:  # type: ignore[type-arg]
         subscriber = None
         if self._sink is not None:
-            registry = self.view.cohort_registry()
+            registry = cast("SharedSubscriptionsMixin", self.view).cohort_registry()
             subscriber = _Subscriber(
                 registry,
                 self._sink,
@@ -681,7 +721,7 @@ class SharedGraphQLWSHandler(BaseGraphQLWSHandler):  # type: ignore[type-arg]
     ) -> None:
         subscriber = None
         if self._sink is not None:
-            registry = self.view.cohort_registry()
+            registry = cast("SharedSubscriptionsMixin", self.view).cohort_registry()
             subscriber = _Subscriber(
                 registry,
                 self._sink,
@@ -713,8 +753,9 @@ class SharedSubscriptionsMixin:
     `get_scope_context(scope)` returns the context a cohort's leader runs with (by default
     `{"scope": scope}`, or what the `scope_context_getter` given to the view returns)."""
 
-    graphql_transport_ws_handler_class = SharedGraphQLTransportWSHandler
-    graphql_ws_handler_class = SharedGraphQLWSHandler
+    # Any: strawberry declares these generic in the view's context and root value types
+    graphql_transport_ws_handler_class: Any = SharedGraphQLTransportWSHandler
+    graphql_ws_handler_class: Any = SharedGraphQLWSHandler
     schema: Any
     scope_context_getter: Optional[Callable[[Hashable], Any]] = None
 
