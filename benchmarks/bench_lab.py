@@ -8,7 +8,10 @@ uvcore.PubSub) in two modes:
 
   plain   Strawberry's own router: the selection set runs and is encoded per subscriber
   shared  uvcore.strawberry cohorts: once per event for the room, each client's id spliced
-          in front of the shared payload (examples/lab marks messageAdded shared)
+          in front of the shared payload (examples/lab marks messageAdded shared); each
+          message sent through the server's own WebSocket send (uvicorn's websockets)
+  fanout  shared, and the messages written by uvcore.wsfanout (frames built and written in
+          C on uvcore's transports, `transport.write` per frame on asyncio and uvloop)
 
 on asyncio, uvloop and uvcore. One server per (loop, mode), all connected at once; the
 rounds go to them in turn, the order rotating every round, so a change in the machine's load
@@ -20,7 +23,7 @@ connections on one epoll loop, far cheaper per message than the server; its own 
 reported too (client CPU per delivery), and the server's busy share (server CPU time over
 wall time) shows whether the server was the one setting the pace.
 
-Run: .venv/bin/python benchmarks/bench_lab.py [--sizes 1000,5000] [--rounds 5] [--modes plain,shared]
+Run: .venv/bin/python benchmarks/bench_lab.py [--sizes 1000,5000] [--rounds 5] [--modes plain,shared,fanout]
 Writes benchmarks/results.json (key "lab") and benchmarks/lab.png.
 """
 from __future__ import annotations
@@ -47,8 +50,9 @@ sys.path.insert(0, str(REPO))
 LOOPS = ("asyncio", "uvloop", "uvcore")
 # mode -> the lab server's arguments for it
 MODES: Dict[str, List[str]] = {
-    "plain": ["--subscriptions", "plain"],
-    "shared": ["--subscriptions", "shared"],
+    "plain": ["--subscriptions", "plain", "--fanout", "off"],
+    "shared": ["--subscriptions", "shared", "--fanout", "off"],
+    "fanout": ["--subscriptions", "shared", "--fanout", "on"],
 }
 ROOM = "bench"
 SUBSCRIBE = 'subscription { messageAdded(room: "%s") { text } }' % ROOM
@@ -230,9 +234,9 @@ def chart(results: Dict[str, Any], path: Path) -> None:
         ax.grid(axis="y", alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(series))
-    fig.suptitle("Lab server (FastAPI + uvicorn + Strawberry + uvcore.PubSub): subscriptions plain (Strawberry) "
-                 f"vs shared (uvcore.strawberry cohorts), per server loop; median of {results.get('rounds', 5)} rounds",
-                 fontsize=11)
+    fig.suptitle("Lab server (FastAPI + uvicorn + Strawberry + uvcore.PubSub): plain (Strawberry), shared "
+                 "(uvcore.strawberry cohorts), shared + C fan-out (uvcore.wsfanout), per server loop; "
+                 f"median of {results.get('rounds', 5)} rounds", fontsize=11)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     fig.savefig(path, dpi=100)
 

@@ -15,6 +15,6 @@ def test_bench_lab_smoke_run_prints_the_table():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "deliveries/s" in result.stdout
-    for mode in ("plain", "shared"):
+    for mode in ("plain", "shared", "fanout"):
         for loop in ("asyncio", "uvloop", "uvcore"):
             assert f"{mode} {loop:>8} N=   20:" in result.stdout, result.stdout
