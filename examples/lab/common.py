@@ -22,10 +22,17 @@ def loop_name() -> str:
 
 
 def server_stats(chat: Chat, server: str, view: Optional[Any] = None) -> Dict[str, Any]:
-    """Broker counters, live GraphQL subscriptions and what the server runs on (tests and the
-    benchmark read this). `view` is the GraphQL view when it shares subscriptions."""
+    """Broker counters, live GraphQL subscriptions, what the server runs on, how much the
+    chat holds and what its limits refused (tests and the benchmark read this). `view` is
+    the GraphQL view when it shares subscriptions."""
     pubsub = dict(chat.pubsub.stats())
-    stats: Dict[str, Any] = {"server": server, "loop": loop_name(), "pubsub": pubsub}
+    stats: Dict[str, Any] = {
+        "server": server,
+        "loop": loop_name(),
+        "pubsub": pubsub,
+        "chat": {"rooms": len(chat.rooms()), "messages": chat.stored},
+        "limits": chat.counters.as_dict(),
+    }
     if view is None:
         # One broker subscription per GraphQL subscription.
         stats["subscriptions"] = pubsub["subscribers"]

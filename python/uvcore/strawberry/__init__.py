@@ -41,10 +41,12 @@ from typing import (
     Sequence,
     Tuple,
     Union,
+    cast,
 )
 
 from graphql import GraphQLError
 from strawberry.extensions.field_extension import FieldExtension
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.permission import PermissionExtension
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
@@ -115,12 +117,14 @@ class _Resume:
     __slots__ = ("coro", "yielded")
 
     def __init__(self, coro: Coroutine[Any, Any, Any], yielded: Any) -> None:
-        self.coro = coro
-        self.yielded = yielded
+        self.coro: Optional[Coroutine[Any, Any, Any]] = coro
+        self.yielded: Any = yielded
 
     def __await__(self) -> Generator[Any, Any, Any]:
         coro, value = self.coro, self.yielded
         self.coro = self.yielded = None
+        if coro is None:
+            raise RuntimeError("cannot reuse already awaited coroutine")
         while True:
             try:
                 sent = yield value
@@ -500,7 +504,7 @@ class CohortRegistry:
         self,
         schema: Any,
         scope_context: Callable[[Hashable], Any] = lambda scope: {"scope": scope},
-        encode_json: Callable[[Any], Union[str, bytes]] = None,  # type: ignore[assignment]
+        encode_json: Optional[Callable[[Any], Union[str, bytes]]] = None,
     ) -> None:
         import json
 
@@ -675,7 +679,7 @@ class SharedGraphQLTransportWSHandler(BaseGraphQLTransportWSHandler):  # type: i
     async def run_operation(self, operation: Operation) -> None:  # type: ignore[type-arg]
         subscriber = None
         if self._sink is not None:
-            registry = self.view.cohort_registry()
+            registry = cast("SharedSubscriptionsMixin", self.view).cohort_registry()
             subscriber = _Subscriber(
                 registry,
                 self._sink,
@@ -718,7 +722,7 @@ class SharedGraphQLWSHandler(BaseGraphQLWSHandler):  # type: ignore[type-arg]
     ) -> None:
         subscriber = None
         if self._sink is not None:
-            registry = self.view.cohort_registry()
+            registry = cast("SharedSubscriptionsMixin", self.view).cohort_registry()
             subscriber = _Subscriber(
                 registry,
                 self._sink,
@@ -731,6 +735,11 @@ class SharedGraphQLWSHandler(BaseGraphQLWSHandler):  # type: ignore[type-arg]
             _SUBSCRIBER.set(subscriber)
         try:
             await super().handle_async_results(operation_id, query, operation_name, variables)
+        except WebSocketDisconnected:
+            # A member's `complete` comes a loop iteration after the cohort's last message,
+            # so a client that stops and disconnects at once can make it fail; the
+            # connection's own handler is ending everything, and nobody may await this task.
+            pass
         finally:
             if subscriber is not None:
                 subscriber.leave()
@@ -750,8 +759,9 @@ class SharedSubscriptionsMixin:
     `get_scope_context(scope)` returns the context a cohort's leader runs with (by default
     `{"scope": scope}`, or what the `scope_context_getter` given to the view returns)."""
 
-    graphql_transport_ws_handler_class = SharedGraphQLTransportWSHandler
-    graphql_ws_handler_class = SharedGraphQLWSHandler
+    # Any: strawberry declares these generic in the view's context and root value types
+    graphql_transport_ws_handler_class: Any = SharedGraphQLTransportWSHandler
+    graphql_ws_handler_class: Any = SharedGraphQLWSHandler
     schema: Any
     scope_context_getter: Optional[Callable[[Hashable], Any]] = None
 
