@@ -46,6 +46,7 @@ from typing import (
 
 from graphql import GraphQLError
 from strawberry.extensions.field_extension import FieldExtension
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.permission import PermissionExtension
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
@@ -734,6 +735,11 @@ class SharedGraphQLWSHandler(BaseGraphQLWSHandler):  # type: ignore[type-arg]
             _SUBSCRIBER.set(subscriber)
         try:
             await super().handle_async_results(operation_id, query, operation_name, variables)
+        except WebSocketDisconnected:
+            # A member's `complete` comes a loop iteration after the cohort's last message,
+            # so a client that stops and disconnects at once can make it fail; the
+            # connection's own handler is ending everything, and nobody may await this task.
+            pass
         finally:
             if subscriber is not None:
                 subscriber.leave()
