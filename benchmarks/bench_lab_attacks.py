@@ -168,8 +168,12 @@ async def attack_ws_big_query(lab: LabServer, server: str) -> Dict[str, Any]:
     return {"outcome": outcome, "s": round(time.monotonic() - started, 2), "query_bytes": len(query)}
 
 
-async def attack_rooms(lab: LabServer, server: str, rooms: int = 1000, per_room: int = 200) -> Dict[str, Any]:
-    """1,000 rooms x 200 messages of 2,000 characters, pipelined over 20 WebSockets."""
+PER_ROOM = 200  # --per-room
+
+
+async def attack_rooms(lab: LabServer, server: str, rooms: int = 1000) -> Dict[str, Any]:
+    """1,000 rooms x 200 messages (--per-room) of 2,000 characters, pipelined over 20 WebSockets."""
+    per_room = PER_ROOM
     text = "x" * 2000
     mutation = 'mutation($r: String!, $t: String!) { sendMessage(room: $r, author: "a", text: $t) { id } }'
     connections = 20
@@ -399,7 +403,10 @@ def main() -> None:
     parser.add_argument("--servers", default="fastapi,aiohttp")
     parser.add_argument("--json", default=None)
     parser.add_argument("--server-args", default="", help="extra lab options, space separated")
+    parser.add_argument("--per-room", type=int, default=PER_ROOM, help="messages per room in the rooms attack")
     args = parser.parse_args()
+    global PER_ROOM
+    PER_ROOM = args.per_room
     results: Dict[str, Any] = {}
     for attack in args.attacks.split(","):
         for server in args.servers.split(","):

@@ -24,7 +24,7 @@ CLOSE_BAD_MESSAGE = 4400
 CLOSE_SLOW_CONSUMER = 1008
 SLOW_CONSUMER_REASON = "slow consumer: too many queued bytes"  # as uvcore.wsfanout's
 # How long a slow consumer gets to read the close frame queued behind its backlog.
-CLOSE_GRACE = 2.0
+CLOSE_GRACE = 5.0
 
 
 @dataclasses.dataclass(frozen=True)
