@@ -177,7 +177,7 @@ def create_app(
     chat = Chat(pubsub=None, limits=limits)
     head_timeouts = HeadTimeouts(limits, chat.counters)
     app = web.Application(
-        client_max_size=limits.max_body_bytes, middlewares=[head_timeouts.middleware, count_refused_bodies]
+        client_max_size=limits.max_body_bytes, middlewares=[head_timeouts.middleware, read_bodies_in_time]
     )
     app[CHAT_KEY] = chat
     app[HEAD_TIMEOUTS_KEY] = head_timeouts
@@ -203,12 +203,23 @@ def create_app(
 
 
 @web.middleware
-async def count_refused_bodies(request: web.Request, handler: Callable[..., Any]) -> Any:
-    try:
-        return await handler(request)
-    except web.HTTPRequestEntityTooLarge:
-        request.app[CHAT_KEY].counters.rejected_bodies += 1
-        raise
+async def read_bodies_in_time(request: web.Request, handler: Callable[..., Any]) -> Any:
+    """The body is read (and kept for the handler) before the handler runs: over
+    client_max_size aiohttp answers 413; one that takes longer than header_timeout to
+    arrive is answered with 408 and the connection closed. Both are counted."""
+    chat = request.app[CHAT_KEY]
+    if request.can_read_body:
+        try:
+            await asyncio.wait_for(request.read(), chat.limits.header_timeout)
+        except web.HTTPRequestEntityTooLarge:
+            chat.counters.rejected_bodies += 1
+            raise
+        except asyncio.TimeoutError:
+            chat.counters.rejected_bodies += 1
+            response = web.Response(status=408, text="request body too slow")
+            response.force_close()
+            return response
+    return await handler(request)
 
 
 class HeadTimeouts:
