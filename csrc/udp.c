@@ -35,6 +35,7 @@ typedef struct {
     PyObject *address;      /* the remote address given at creation, or NULL */
     PyObject *context;      /* protocol callbacks run in this contextvars.Context */
     PyObject *weakreflist;
+    PyObject *dict;         /* instance attributes: see uvc_instance_dict_init */
     uv_udp_t uv;
     char *rbuf;             /* receive buffer, allocated when reading starts */
     size_t rbuf_size;
@@ -765,6 +766,10 @@ static PyObject *udp_create(PyTypeObject *tp, PyObject *args)
     if (t == NULL) {
         return NULL;
     }
+    if (uvc_instance_dict_init(&t->dict) < 0) {
+        Py_DECREF(t);
+        return NULL;
+    }
     t->st = st;
     t->module = Py_NewRef(PyType_GetModule(st->LoopType));
     t->loop = (UvcLoop *)Py_NewRef(loop);
@@ -1055,6 +1060,7 @@ static PyGetSetDef udp_getset[] = {
     {"_address", (getter)udp_get_address, NULL, NULL, NULL},
     {"_conn_lost", (getter)udp_get_conn_lost, NULL, NULL, NULL},
     {"_handle_open", (getter)udp_get_handle_open, NULL, NULL, NULL},
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
     {NULL},
 };
 
@@ -1069,6 +1075,7 @@ static int udp_traverse(UvcUdp *t, visitproc visit, void *arg)
     Py_VISIT(t->address);
     Py_VISIT(t->context);
     Py_VISIT(t->last_addr);
+    Py_VISIT(t->dict);
     return 0;
 }
 
@@ -1080,6 +1087,7 @@ static int udp_clear(UvcUdp *t)
     Py_CLEAR(t->address);
     Py_CLEAR(t->context);
     Py_CLEAR(t->last_addr);
+    Py_CLEAR(t->dict);
     return 0;
 }
 
@@ -1134,6 +1142,7 @@ static PyMethodDef udp_methods[] = {
 
 static PyMemberDef udp_members[] = {
     {"__weaklistoffset__", T_PYSSIZET, offsetof(UvcUdp, weakreflist), READONLY},
+    {"__dictoffset__", T_PYSSIZET, offsetof(UvcUdp, dict), READONLY},
     {NULL},
 };
 
