@@ -23,6 +23,11 @@ connections on one epoll loop, far cheaper per message than the server; its own 
 reported too (client CPU per delivery), and the server's busy share (server CPU time over
 wall time) shows whether the server was the one setting the pace.
 
+The server's resident memory per subscribed connection (VmRSS after all N subscribed, minus
+before the first connected, over N) is reported too. A size close to 20,000 needs a raised
+fd limit: the server holds one fd per subscriber (the script raises the soft limit to the
+hard one; where the hard limit is 20,000, 19,500 is the most one server can take).
+
 Run: .venv/bin/python benchmarks/bench_lab.py [--sizes 1000,5000] [--rounds 5] [--modes plain,shared,fanout]
 Writes benchmarks/results.json (key "lab") and benchmarks/lab.png.
 """
@@ -59,7 +64,7 @@ SUBSCRIBE = 'subscription { messageAdded(room: "%s") { text } }' % ROOM
 SEND = 'mutation($text: String!) { sendMessage(room: "%s", author: "bench", text: $text) { id } }' % ROOM
 DELIVERIES_PER_ROUND = 20_000  # messages per round = this / N (at least 5)
 KEYS = ("deliveries_per_s", "p50_ms", "p99_ms", "server_cpu_us_per_delivery", "client_cpu_us_per_delivery",
-        "server_busy")
+        "server_busy", "server_kib_per_connection")
 
 
 def raise_fd_limit() -> None:
@@ -74,6 +79,15 @@ def process_cpu_seconds(pid: int) -> float:
         fields = f.read().rsplit(")", 1)[1].split()
     # fields[0] is the state (field 3 of stat); utime and stime are fields 14 and 15.
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_rss_bytes(pid: int) -> int:
+    """Resident memory of a process (Linux /proc)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
 
 
 def subscriber_binary() -> Path:
@@ -101,6 +115,10 @@ class Case:
             raise RuntimeError(f"asked for the {loop} loop, the server ran on {served_on}")
         self.errors = tempfile.TemporaryFile(mode="w+")
         stack.callback(self.errors.close)
+        # The server's memory before any subscriber: what each subscribed connection adds is
+        # measured against it once all are subscribed.
+        self.rss_before = process_rss_bytes(self.server.proc.pid)
+        self.kib_per_connection = 0.0
         query = json.dumps(SUBSCRIBE)[1:-1]  # the client pastes it into a JSON string
         self.client = subprocess.Popen(
             [str(binary), self.server.host, str(self.server.port), "/graphql", str(n), query],
@@ -123,6 +141,8 @@ class Case:
             raise RuntimeError(f"{self}: the load client did not report ready")
         # Every subscription is live (its cohort's broker subscription too) before the first message.
         self.server.wait_for_subscribers(self.n, timeout=300)
+        grown = process_rss_bytes(self.server.proc.pid) - self.rss_before
+        self.kib_per_connection = grown / self.n / 1024
 
     def round(self, round_no: int, messages: int) -> Dict[str, float]:
         conn = http.client.HTTPConnection(self.server.host, self.server.port, timeout=120)
@@ -159,6 +179,7 @@ class Case:
             "server_cpu_us_per_delivery": server_cpu * 1e6 / deliveries,
             "client_cpu_us_per_delivery": client_cpu * 1e6 / deliveries,
             "server_busy": server_cpu / elapsed,
+            "server_kib_per_connection": self.kib_per_connection,
         }
 
     def close(self) -> None:
@@ -306,6 +327,22 @@ def main() -> None:
                 print(f"{mode:>7} {loop:>8} {n:>6} {case['deliveries_per_s']:>13,.0f} {case['p50_ms']:>8.1f} "
                       f"{case['p99_ms']:>8.1f} {case['server_cpu_us_per_delivery']:>19.1f} {ratio:>8.1f}x "
                       f"{case['server_busy']:>11.0%} {case['client_cpu_us_per_delivery']:>19.2f}")
+    print()
+    for n in sizes:
+        for mode in modes:
+            for loop in loops:
+                case = next(c for c in results["cases"][f"{loop}/{mode}"] if c["n"] == n)
+                print(f"server memory per subscribed connection, {mode}/{loop} N={n}: "
+                      f"{case['server_kib_per_connection']:.1f} KiB")
+        # The fan-out's own yardstick: shared + C fan-out on uvcore against stock Strawberry
+        # (plain) on uvloop, same run.
+        fast = next((c for c in results["cases"].get("uvcore/fanout", []) if c["n"] == n), None)
+        stock = next((c for c in results["cases"].get("uvloop/plain", []) if c["n"] == n), None)
+        if fast and stock:
+            print(f"N={n}: uvcore shared + C fan-out vs stock Strawberry on uvloop: "
+                  f"{fast['deliveries_per_s'] / stock['deliveries_per_s']:.1f}x deliveries/s, "
+                  f"{stock['server_cpu_us_per_delivery'] / fast['server_cpu_us_per_delivery']:.1f}x less server CPU "
+                  f"per delivery")
     if not args.no_save:
         save(results, HERE / "results.json")
         chart(results, HERE / "lab.png")

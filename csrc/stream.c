@@ -417,8 +417,8 @@ static int stream_schedule_lost(UvcStream *t, PyObject *exc)
         return -1;
     }
     PyObject *arg = exc ? exc : Py_None;
-    UvcHandle *h = uvc_handle_new(t->st, t->st->HandleType, (PyObject *)t->loop, cb, &arg, 1,
-                                  t->context);
+    UvcHandle *h = uvc_handle_new_queued(t->st, t->st->HandleType, (PyObject *)t->loop, cb,
+                                         &arg, 1, t->context);
     Py_DECREF(cb);
     if (h == NULL) {
         return -1;
@@ -1353,8 +1353,8 @@ void uvc_stream_discard(UvcStream *t)
 
 static int stream_push_handle(UvcStream *t, PyObject *cb, PyObject *arg)
 {
-    UvcHandle *h = uvc_handle_new(t->st, t->st->HandleType, (PyObject *)t->loop, cb, &arg,
-                                  arg ? 1 : 0, t->context);
+    UvcHandle *h = uvc_handle_new_queued(t->st, t->st->HandleType, (PyObject *)t->loop, cb,
+                                         &arg, arg ? 1 : 0, t->context);
     if (h == NULL) {
         return -1;
     }

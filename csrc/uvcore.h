@@ -70,6 +70,9 @@ typedef struct {
     PyObject *kwnames_loop_name;     /* ("loop", "name") */
     PyObject *kwnames_loop_name_ctx; /* ("loop", "name", "context") */
     PyObject *str_call_exception_handler;
+    struct UvcHandle *handle_freelist; /* handle.c: dead handles kept for reuse, linked */
+    int handle_numfree;               /*   through their callback field */
+    int signal_pending;               /* loop.c: a signal with a loop handler arrived */
 
     /* queue.c */
     PyTypeObject *QueueType;
@@ -139,6 +142,8 @@ int uvc_udp_module_init(PyObject *m, uvc_state *st);      /* udp.c */
 int uvc_process_module_init(PyObject *m, uvc_state *st);  /* process.c */
 int uvc_dns_module_init(PyObject *m, uvc_state *st);      /* dns.c */
 int uvc_fanout_module_init(PyObject *m, uvc_state *st);   /* wsfanout.c */
+/* handle.c: free the dead handles kept for reuse (module clear/free). */
+void uvc_handle_freelist_clear(uvc_state *st);
 
 /* Add a heap type made from spec to the module; stores it in *slot (a new reference). */
 int uvc_add_type(PyObject *m, PyType_Spec *spec, PyObject *bases, PyTypeObject **slot);

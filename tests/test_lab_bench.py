@@ -18,3 +18,5 @@ def test_bench_lab_smoke_run_prints_the_table():
     for mode in ("plain", "shared", "fanout"):
         for loop in ("asyncio", "uvloop", "uvcore"):
             assert f"{mode} {loop:>8} N=   20:" in result.stdout, result.stdout
+    assert "server memory per subscribed connection, fanout/uvcore N=20:" in result.stdout, result.stdout
+    assert "N=20: uvcore shared + C fan-out vs stock Strawberry on uvloop:" in result.stdout, result.stdout

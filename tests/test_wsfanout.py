@@ -591,26 +591,28 @@ def test_held_and_queued_frames_drive_pause_and_resume_writing(loop):
 
 @pytest.mark.parametrize("policy", ["drop_oldest", "close"])
 def test_slow_consumer_memory_stays_bounded(loop, policy):
-    """80 MB fanned out to a client that reads nothing: the process grows by about the cap,
-    not by what was sent."""
+    """80 MB of distinct 4 KiB payloads fanned out to a client that reads nothing: the
+    process keeps about the cap (1 MiB) of them, not what was sent. The bound is loose (40 MB)
+    so that allocators that keep freed memory (valgrind's, ASan's) still pass; keeping every
+    payload would cost 80 MB."""
     psutil = pytest.importorskip("psutil")
 
     async def main():
         transport, client, server = await connected_pair(small_buffers=True)
         cap = 1 << 20
         sink = FanoutSink(transport, max_queued=cap, policy=policy)
-        payload = b"m" * 4096
         proc = psutil.Process()
         gc.collect()
         rss0 = proc.memory_info().rss
         for i in range(20000):
+            payload = bytes([i % 251]) * 4096  # a new object per message, as events are
             fanout(payload, [(sink, b"%08d" % i)])
             if i % 64 == 0:
                 await asyncio.sleep(0)
             assert sink.queued <= cap + frame_len(4104)
         await asyncio.sleep(0)
         grown = proc.memory_info().rss - rss0
-        assert grown < 16 * cap, grown
+        assert grown < 40 * cap, grown
         if policy == "drop_oldest":
             assert not sink.closed and sink.dropped > 15000
         else:
