@@ -1,45 +1,70 @@
-"""Benchmark: the lab server's GraphQL subscriptions over WebSocket.
+"""Benchmark: the lab server's GraphQL subscriptions over WebSocket, plain vs shared.
 
-N clients (100, 1,000, 5,000) hold a graphql-transport-ws subscription to one room; a
-mutation sends a message and we time its fan-out: deliveries/s and the latency from just
-before the mutation is sent to each client's receipt (p50, p99). The server (FastAPI +
-uvicorn, uvcore.PubSub) runs on asyncio, uvloop and uvcore: one server process per loop,
-each with its own client process (on uvloop), so client work is never the server's. All
-are connected at once and the rounds go to the loops in turn, so that the machine's load
-changes hit every loop alike.
-The server process's own CPU time per delivery (from /proc) is reported too: on a machine
-with few cores the single client process can set the pace, and then CPU time is what shows
-the server loop's cost. Each (loop, N) pair runs 5 rounds (after a warm-up one); the
-table shows medians.
+N clients (1,000 and 5,000 by default) hold a graphql-transport-ws subscription to one room;
+a mutation sends a message and we time its fan-out: deliveries/s, the latency from just
+before the mutation is sent to each client's receipt (p50, p99), and the server process's
+CPU time per delivery (from /proc). The server is the lab (FastAPI + uvicorn + Strawberry +
+uvcore.PubSub) in two modes:
 
-Run: .venv/bin/python benchmarks/bench_lab.py [--sizes 100,1000,5000] [--rounds 5]
+  plain   Strawberry's own router: the selection set runs and is encoded per subscriber
+  shared  uvcore.strawberry cohorts: once per event for the room, each client's id spliced
+          in front of the shared payload (examples/lab marks messageAdded shared); each
+          message sent through the server's own WebSocket send (uvicorn's websockets)
+  fanout  shared, and the messages written by uvcore.wsfanout (frames built and written in
+          C on uvcore's transports, `transport.write` per frame on asyncio and uvloop)
+
+on asyncio, uvloop and uvcore. One server per (loop, mode), all connected at once; the
+rounds go to them in turn, the order rotating every round, so a change in the machine's load
+hits every case alike. Each case runs 5 rounds (after a warm-up one); the table shows
+medians. Messages are sent one at a time, each when every copy of the previous one arrived.
+
+The load side is benchmarks/ws_subscriber.c (compiled here with cc): N plain WebSocket
+connections on one epoll loop, far cheaper per message than the server; its own CPU time is
+reported too (client CPU per delivery), and the server's busy share (server CPU time over
+wall time) shows whether the server was the one setting the pace.
+
+The server's resident memory per subscribed connection (VmRSS after all N subscribed, minus
+before the first connected, over N) is reported too. A size close to 20,000 needs a raised
+fd limit: the server holds one fd per subscriber (the script raises the soft limit to the
+hard one; where the hard limit is 20,000, 19,500 is the most one server can take).
+
+Run: .venv/bin/python benchmarks/bench_lab.py [--sizes 1000,5000] [--rounds 5] [--modes plain,shared,fanout]
 Writes benchmarks/results.json (key "lab") and benchmarks/lab.png.
 """
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
+import http.client
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
 LOOPS = ("asyncio", "uvloop", "uvcore")
+# mode -> the lab server's arguments for it
+MODES: Dict[str, List[str]] = {
+    "plain": ["--subscriptions", "plain", "--fanout", "off"],
+    "shared": ["--subscriptions", "shared", "--fanout", "off"],
+    "fanout": ["--subscriptions", "shared", "--fanout", "on"],
+}
 ROOM = "bench"
 SUBSCRIBE = 'subscription { messageAdded(room: "%s") { text } }' % ROOM
 SEND = 'mutation($text: String!) { sendMessage(room: "%s", author: "bench", text: $text) { id } }' % ROOM
 DELIVERIES_PER_ROUND = 20_000  # messages per round = this / N (at least 5)
+KEYS = ("deliveries_per_s", "p50_ms", "p99_ms", "server_cpu_us_per_delivery", "client_cpu_us_per_delivery",
+        "server_busy", "server_kib_per_connection")
 
 
 def raise_fd_limit() -> None:
@@ -49,205 +74,152 @@ def raise_fd_limit() -> None:
 
 
 def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (Linux /proc), to charge the server alone."""
+    """User + system CPU time of a process (Linux /proc)."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     # fields[0] is the state (field 3 of stat); utime and stime are fields 14 and 15.
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def percentile(values: List[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+def process_rss_bytes(pid: int) -> int:
+    """Resident memory of a process (Linux /proc)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
 
 
-# -- the load process ---------------------------------------------------------------------
+def subscriber_binary() -> Path:
+    """benchmarks/ws_subscriber.c, compiled once into a temporary directory."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        raise RuntimeError("bench_lab needs a C compiler (cc) for its load client, benchmarks/ws_subscriber.c")
+    out = Path(tempfile.gettempdir()) / f"uvcore-ws-subscriber-{os.getuid()}"
+    source = HERE / "ws_subscriber.c"
+    if not out.exists() or out.stat().st_mtime < source.stat().st_mtime:
+        subprocess.run([cc, "-O2", "-o", str(out), str(source)], check=True)
+    return out
 
 
-async def load(url: str, n: int, messages: int, server_pid: int) -> None:
-    """Runs in the load child: connects n subscribers and prints "ready"; then for each "go"
-    line on stdin runs one round of `messages` mutations, each sent when the previous one
-    has reached every subscriber, and prints the round's figures as a JSON line. Each round
-    is also charged the server process's CPU time, which the client side's own speed does
-    not distort. Ends on "stop" or end of input."""
-    import aiohttp
-    import websockets
+class Case:
+    """One lab server (a loop and a mode) and its load client, driven round by round."""
 
-    ws_url = url.replace("http://", "ws://") + "/graphql"
-    sent_at: Dict[str, float] = {}
-    received: Dict[str, int] = {}
-    complete: Dict[str, asyncio.Event] = {}
-    latencies: List[float] = []
-    ready = asyncio.Event()
-    connected = 0
-    stop = asyncio.Event()
+    def __init__(self, stack: contextlib.ExitStack, loop: str, mode: str, n: int, binary: Path) -> None:
+        from examples.lab.harness import LabServer
 
-    async def subscriber(gate: asyncio.Semaphore) -> None:
-        nonlocal connected
-        async with gate:
-            ws = await websockets.connect(ws_url, subprotocols=["graphql-transport-ws"], max_queue=None,
-                                          ping_interval=None, open_timeout=60)
-            await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
-            assert json.loads(await ws.recv())["type"] == "connection_ack"
-            await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": SUBSCRIBE}}))
-        connected += 1
-        if connected == n:
-            ready.set()
-        try:
-            async for raw in ws:
-                now = time.perf_counter()
-                msg = json.loads(raw)
-                if msg["type"] == "next":
-                    message_id = msg["payload"]["data"]["messageAdded"]["text"]
-                    latencies.append(now - sent_at[message_id])
-                    received[message_id] += 1
-                    if received[message_id] == n:
-                        complete[message_id].set()
-                elif msg["type"] == "ping":
-                    await ws.send(json.dumps({"type": "pong"}))
-        except websockets.ConnectionClosed:
-            if not stop.is_set():
-                raise
-        finally:
-            await ws.close()
-
-    gate = asyncio.Semaphore(100)  # connections being opened at once
-    clients = [asyncio.ensure_future(subscriber(gate)) for _ in range(n)]
-    # A fan-out to thousands of clients can outlast uvicorn's 5 s keep-alive: drop idle
-    # connections first, so a mutation never races the server closing its connection.
-    connector = aiohttp.TCPConnector(keepalive_timeout=1.0)
-    async with aiohttp.ClientSession(connector=connector) as http:
-        await asyncio.wait_for(ready.wait(), 300)
-        # Every WebSocket subscription is registered in the broker before the first message.
-        while True:
-            async with http.get(url + "/stats") as response:
-                if (await response.json())["pubsub"]["subscribers"] >= n:
-                    break
-            await asyncio.sleep(0.01)
-        print("ready", flush=True)
-        loop = asyncio.get_running_loop()
-        round_no = 0
-        while (await loop.run_in_executor(None, sys.stdin.readline)).strip() == "go":
-            round_no += 1
-            latencies.clear()
-            cpu_start = process_cpu_seconds(server_pid)
-            start = time.perf_counter()
-            for i in range(messages):
-                text = f"r{round_no}m{i}"
-                # Messages are told apart by their text, known before the mutation is sent.
-                sent_at[text] = time.perf_counter()
-                received[text] = 0
-                complete[text] = asyncio.Event()
-                async with http.post(url + "/graphql", json={"query": SEND, "variables": {"text": text}}) as response:
-                    assert (await response.json())["data"]["sendMessage"]["id"]
-                await asyncio.wait_for(complete[text].wait(), 120)
-            elapsed = time.perf_counter() - start
-            server_cpu = process_cpu_seconds(server_pid) - cpu_start
-            print(json.dumps({
-                "deliveries_per_s": n * messages / elapsed,
-                "p50_ms": percentile(latencies, 0.50) * 1e3,
-                "p99_ms": percentile(latencies, 0.99) * 1e3,
-                "server_cpu_us_per_delivery": server_cpu * 1e6 / (n * messages),
-            }), flush=True)
-    stop.set()
-    for client in clients:
-        client.cancel()
-    await asyncio.gather(*clients, return_exceptions=True)
-
-
-def load_child(argv: List[str]) -> None:
-    url, n, messages, server_pid = argv[0], int(argv[1]), int(argv[2]), int(argv[3])
-    raise_fd_limit()
-    try:
-        import uvloop
-
-        runner = uvloop.run
-    except ImportError:
-        runner = asyncio.run
-    runner(load(url, n, messages, server_pid))
-
-
-# -- the parent: servers, load children, the table ----------------------------------------
-
-
-class LoadProcess:
-    """The load child for one server: started at once, driven round by round."""
-
-    def __init__(self, server: Any, n: int, messages: int) -> None:
-        self.server = server
+        self.loop, self.mode, self.n = loop, mode, n
+        self.server = stack.enter_context(LabServer(server="fastapi", loop=loop, extra_args=MODES[mode]))
+        served_on = self.server.stats()["loop"]
+        if not served_on.startswith(loop):
+            raise RuntimeError(f"asked for the {loop} loop, the server ran on {served_on}")
         self.errors = tempfile.TemporaryFile(mode="w+")
-        self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--load-child", server.url, str(n), str(messages), str(server.proc.pid)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errors, text=True, cwd=REPO,
+        stack.callback(self.errors.close)
+        # The server's memory before any subscriber: what each subscribed connection adds is
+        # measured against it once all are subscribed.
+        self.rss_before = process_rss_bytes(self.server.proc.pid)
+        self.kib_per_connection = 0.0
+        query = json.dumps(SUBSCRIBE)[1:-1]  # the client pastes it into a JSON string
+        self.client = subprocess.Popen(
+            [str(binary), self.server.host, str(self.server.port), "/graphql", str(n), query],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errors, text=True,
         )
+        stack.callback(self.close)
 
     def line(self) -> str:
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:  # the child ended: it raised (a timeout included), say why
-            self.proc.wait()
+        assert self.client.stdout is not None
+        line = self.client.stdout.readline()
+        if not line:
+            self.client.wait()
             self.errors.seek(0)
-            raise RuntimeError(f"load process failed:\n{self.errors.read()[-3000:]}\n{self.server.output()[-3000:]}")
+            raise RuntimeError(f"{self}: load client failed:\n{self.errors.read()[-3000:]}\n"
+                               f"{self.server.output()[-3000:]}")
         return line
 
     def wait_ready(self) -> None:
-        assert self.line().strip() == "ready"
+        if self.line().strip() != "ready":
+            raise RuntimeError(f"{self}: the load client did not report ready")
+        # Every subscription is live (its cohort's broker subscription too) before the first message.
+        self.server.wait_for_subscribers(self.n, timeout=300)
+        grown = process_rss_bytes(self.server.proc.pid) - self.rss_before
+        self.kib_per_connection = grown / self.n / 1024
 
-    def round(self) -> Dict[str, float]:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write("go\n")
-        self.proc.stdin.flush()
-        return json.loads(self.line())
+    def round(self, round_no: int, messages: int) -> Dict[str, float]:
+        conn = http.client.HTTPConnection(self.server.host, self.server.port, timeout=120)
+        latencies_p50: List[float] = []
+        latencies_p99: List[float] = []
+        cpu_start = process_cpu_seconds(self.server.proc.pid)
+        client_start = process_cpu_seconds(self.client.pid)
+        start = time.perf_counter()
+        try:
+            for i in range(messages):
+                text = f"r{round_no}m{i}"
+                body = json.dumps({"query": SEND, "variables": {"text": text}})
+                sent_at = time.perf_counter()
+                conn.request("POST", "/graphql", body, {"content-type": "application/json"})
+                response = conn.getresponse()
+                reply = json.loads(response.read())
+                if not reply.get("data", {}).get("sendMessage"):
+                    raise RuntimeError(f"{self}: mutation failed: {reply}")
+                arrived = json.loads(self.line())
+                if arrived["text"] != text or arrived["count"] != self.n:
+                    raise RuntimeError(f"{self}: expected {self.n} copies of {text}, got {arrived}")
+                latencies_p50.append(arrived["t_p50"] - sent_at)
+                latencies_p99.append(arrived["t_p99"] - sent_at)
+        finally:
+            conn.close()
+        elapsed = time.perf_counter() - start
+        server_cpu = process_cpu_seconds(self.server.proc.pid) - cpu_start
+        client_cpu = process_cpu_seconds(self.client.pid) - client_start
+        deliveries = self.n * messages
+        return {
+            "deliveries_per_s": deliveries / elapsed,
+            "p50_ms": statistics.median(latencies_p50) * 1e3,
+            "p99_ms": max(latencies_p99) * 1e3,
+            "server_cpu_us_per_delivery": server_cpu * 1e6 / deliveries,
+            "client_cpu_us_per_delivery": client_cpu * 1e6 / deliveries,
+            "server_busy": server_cpu / elapsed,
+            "server_kib_per_connection": self.kib_per_connection,
+        }
 
     def close(self) -> None:
-        if self.proc.poll() is None:
+        if self.client.poll() is None:
             try:
-                assert self.proc.stdin is not None
-                self.proc.stdin.write("stop\n")
-                self.proc.stdin.close()
-                self.proc.wait(60)
+                assert self.client.stdin is not None
+                self.client.stdin.write("stop\n")
+                self.client.stdin.close()
+                self.client.wait(30)
             except (OSError, subprocess.TimeoutExpired):
-                self.proc.kill()
-                self.proc.wait()
-        self.errors.close()
+                self.client.kill()
+                self.client.wait()
+
+    def __str__(self) -> str:
+        return f"{self.loop}/{self.mode} N={self.n}"
 
 
-def run_size(loops: List[str], n: int, rounds: int, messages: Optional[int] = None) -> Dict[str, Dict[str, Any]]:
-    """One server per loop and one load process each, all connected at once; then rounds
-    go to the loops in turn (the order rotating every round), so a change in the machine's
-    load (shared cores) hits every loop alike. Idle servers and clients cost no CPU."""
-    from examples.lab.harness import LabServer
-
+def run_size(loops: List[str], modes: List[str], n: int, rounds: int, messages: Optional[int] = None
+             ) -> Dict[Tuple[str, str], Dict[str, Any]]:
     messages = messages or max(5, DELIVERIES_PER_ROUND // n)
+    binary = subscriber_binary()
     with contextlib.ExitStack() as stack:
-        servers = {loop: stack.enter_context(LabServer(server="fastapi", loop=loop)) for loop in loops}
-        for loop, server in servers.items():
-            served_on = server.stats()["loop"]
-            if not served_on.startswith(loop):
-                raise RuntimeError(f"asked for the {loop} loop, the server ran on {served_on}")
-        loads = {}
-        for loop in loops:
-            loads[loop] = LoadProcess(servers[loop], n, messages)
-            stack.callback(loads[loop].close)
-        for load_process in loads.values():
-            load_process.wait_ready()
-        per_loop: Dict[str, List[Dict[str, float]]] = {loop: [] for loop in loops}
+        cases = [Case(stack, loop, mode, n, binary) for mode in modes for loop in loops]
+        for case in cases:
+            case.wait_ready()
+        figures: Dict[Tuple[str, str], List[Dict[str, float]]] = {(c.loop, c.mode): [] for c in cases}
         for round_no in range(rounds + 1):  # round 0 warms up
-            order = loops[round_no % len(loops):] + loops[:round_no % len(loops)]
-            for loop in order:
-                figures = loads[loop].round()
+            shift = round_no % len(cases)
+            for case in cases[shift:] + cases[:shift]:
+                result = case.round(round_no, messages)
                 if round_no:
-                    per_loop[loop].append(figures)
+                    figures[(case.loop, case.mode)].append(result)
     return {
-        loop: {
-            "n": n,
-            "messages_per_round": messages,
-            "rounds": len(data),
-            **{key: statistics.median(r[key] for r in data)
-               for key in ("deliveries_per_s", "p50_ms", "p99_ms", "server_cpu_us_per_delivery")},
-        }
-        for loop, data in per_loop.items()
+        key: {"n": n, "messages_per_round": messages, "rounds": len(data),
+              **{k: statistics.median(r[k] for r in data) for k in KEYS}}
+        for key, data in figures.items()
     }
+
+
+COLORS = {"asyncio": "#9e9e9e", "uvloop": "#4c72b0", "uvcore": "#dd8452"}
 
 
 def chart(results: Dict[str, Any], path: Path) -> None:
@@ -256,35 +228,37 @@ def chart(results: Dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    loops = [loop for loop in LOOPS if results["loops"].get(loop, {}).get("cases")]
     sizes = results["sizes"]
+    series = [(loop, mode) for mode in results["modes"] for loop in LOOPS
+              if results["cases"].get(f"{loop}/{mode}")]
     panels = (
-        ("deliveries_per_s", "deliveries/s\n(higher is better)", False),
+        ("deliveries_per_s", "deliveries/s\n(higher is better; log scale)", True),
         ("p99_ms", "p99 latency mutation -> client, ms\n(lower is better; log scale)", True),
-        ("server_cpu_us_per_delivery", "server CPU time per delivery, \u00b5s\n(lower is better)", False),
+        ("server_cpu_us_per_delivery", "server CPU time per delivery, \u00b5s\n(lower is better; log scale)", True),
     )
-    colors = {"asyncio": "#9e9e9e", "uvloop": "#4c72b0", "uvcore": "#dd8452"}
-    fig, axes = plt.subplots(1, len(panels), figsize=(14, 4.6))
-    width = 0.8 / max(1, len(loops))
+    fig, axes = plt.subplots(1, len(panels), figsize=(15, 5))
+    width = 0.8 / max(1, len(series))
+    hatches = {"plain": "", "shared": "//", "fanout": "xx"}
     for ax, (key, title, log) in zip(axes, panels):
-        for i, loop in enumerate(loops):
-            cases = {c["n"]: c for c in results["loops"][loop]["cases"]}
+        for i, (loop, mode) in enumerate(series):
+            cases = {c["n"]: c for c in results["cases"][f"{loop}/{mode}"]}
             xs = [j + i * width for j in range(len(sizes))]
-            values = [cases[n].get(key, 0) if n in cases else 0 for n in sizes]
-            ax.bar(xs, values, width, label=loop, color=colors.get(loop))
+            values = [cases[n][key] if n in cases else 0 for n in sizes]
+            ax.bar(xs, values, width, label=f"{mode}, {loop}", color=COLORS.get(loop),
+                   hatch=hatches.get(mode, ".."), edgecolor="white" if mode == "plain" else "black", linewidth=0.4)
         if log:
             ax.set_yscale("log")
-        ax.set_xticks([j + width * (len(loops) - 1) / 2 for j in range(len(sizes))])
+        ax.set_xticks([j + width * (len(series) - 1) / 2 for j in range(len(sizes))])
         ax.set_xticklabels([f"{n:,}" for n in sizes])
-        ax.set_xlabel("WebSocket subscribers")
+        ax.set_xlabel("WebSocket subscribers in one room")
         ax.set_title(title, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, [f"server on {label}" for label in labels], loc="lower center", ncol=len(loops))
-    fig.suptitle("Lab server: Strawberry GraphQL subscriptions over WebSocket "
-                 "(FastAPI + uvicorn + uvcore.PubSub), server loop compared; median of "
-                 f"{results.get('rounds', 5)} rounds", fontsize=11)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=len(series))
+    fig.suptitle("Lab server (FastAPI + uvicorn + Strawberry + uvcore.PubSub): plain (Strawberry), shared "
+                 "(uvcore.strawberry cohorts), shared + C fan-out (uvcore.wsfanout), per server loop; "
+                 f"median of {results.get('rounds', 5)} rounds", fontsize=11)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     fig.savefig(path, dpi=100)
 
 
@@ -300,13 +274,11 @@ def save(results: Dict[str, Any], path: Path) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "--load-child":
-        load_child(sys.argv[2:])
-        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="100,1000,5000", help="subscriber counts (default %(default)s)")
+    parser.add_argument("--sizes", default="1000,5000", help="subscriber counts (default %(default)s)")
     parser.add_argument("--rounds", type=int, default=5, help="measured rounds per case (default %(default)s)")
     parser.add_argument("--loops", default=",".join(LOOPS))
+    parser.add_argument("--modes", default=",".join(MODES), help="subscription modes (default %(default)s)")
     parser.add_argument("--messages", type=int, default=None,
                         help=f"messages per round (default: {DELIVERIES_PER_ROUND:,} deliveries / N, at least 5)")
     parser.add_argument("--no-save", action="store_true", help="print only; leave results.json and the chart alone")
@@ -317,36 +289,60 @@ def main() -> None:
         return
     raise_fd_limit()
     sizes = [int(s) for s in args.sizes.split(",")]
+    loops = args.loops.split(",")
+    modes = args.modes.split(",")
+    for mode in modes:
+        if mode not in MODES:
+            parser.error(f"unknown mode {mode!r} (known: {', '.join(MODES)})")
     results: Dict[str, Any] = {
-        "workload": "N graphql-transport-ws subscribers, one mutation at a time fanned out to all",
-        "server": "fastapi+uvicorn, strawberry, uvcore.PubSub",
+        "workload": "N graphql-transport-ws subscribers in one room, one mutation at a time fanned out to all",
+        "server": "fastapi+uvicorn, strawberry, uvcore.PubSub; load: benchmarks/ws_subscriber.c",
         "sizes": sizes,
-        "loops": {},
+        "modes": modes,
+        "cases": {},
         "rounds": args.rounds,
         "python": sys.version.split()[0],
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "cpus": os.cpu_count(),
+        "load_average": os.getloadavg()[0],
     }
-    loops = args.loops.split(",")
-    for loop in loops:
-        results["loops"][loop] = {"cases": []}
     for n in sizes:
-        for loop, case in run_size(loops, n, args.rounds, args.messages).items():
-            print(f"{loop:>8} N={n:>5}: {case['deliveries_per_s']:>9,.0f} deliveries/s  "
+        for (loop, mode), case in run_size(loops, modes, n, args.rounds, args.messages).items():
+            print(f"{mode:>7} {loop:>8} N={n:>5}: {case['deliveries_per_s']:>9,.0f} deliveries/s  "
                   f"p50 {case['p50_ms']:7.1f} ms  p99 {case['p99_ms']:7.1f} ms  "
-                  f"server CPU {case['server_cpu_us_per_delivery']:6.1f} us/delivery", flush=True)
-            results["loops"][loop]["cases"].append(case)
+                  f"server CPU {case['server_cpu_us_per_delivery']:6.1f} us/delivery "
+                  f"(busy {case['server_busy']:.0%}), client {case['client_cpu_us_per_delivery']:.1f} us",
+                  flush=True)
+            results["cases"].setdefault(f"{loop}/{mode}", []).append(case)
 
-    base = {c["n"]: c for c in results["loops"].get("asyncio", {}).get("cases", [])}
     print()
-    print(f"{'loop':>8} {'N':>6} {'deliveries/s':>13} {'vs asyncio':>10} {'p50 ms':>8} {'p99 ms':>8} "
-          f"{'server CPU us/delivery':>23}")
+    print(f"{'mode':>7} {'loop':>8} {'N':>6} {'deliveries/s':>13} {'p50 ms':>8} {'p99 ms':>8} "
+          f"{'server us/delivery':>19} {'vs plain':>9} {'server busy':>12} {'client us/delivery':>19}")
     for n in sizes:
-        for loop in loops:
-            case = next(c for c in results["loops"][loop]["cases"] if c["n"] == n)
-            ratio = case["deliveries_per_s"] / base[n]["deliveries_per_s"] if n in base else float("nan")
-            print(f"{loop:>8} {n:>6} {case['deliveries_per_s']:>13,.0f} {ratio:>9.2f}x "
-                  f"{case['p50_ms']:>8.1f} {case['p99_ms']:>8.1f} {case['server_cpu_us_per_delivery']:>23.1f}")
+        for mode in modes:
+            for loop in loops:
+                case = next(c for c in results["cases"][f"{loop}/{mode}"] if c["n"] == n)
+                plain = next((c for c in results["cases"].get(f"{loop}/plain", []) if c["n"] == n), None)
+                ratio = (plain["server_cpu_us_per_delivery"] / case["server_cpu_us_per_delivery"]) if plain else float("nan")
+                print(f"{mode:>7} {loop:>8} {n:>6} {case['deliveries_per_s']:>13,.0f} {case['p50_ms']:>8.1f} "
+                      f"{case['p99_ms']:>8.1f} {case['server_cpu_us_per_delivery']:>19.1f} {ratio:>8.1f}x "
+                      f"{case['server_busy']:>11.0%} {case['client_cpu_us_per_delivery']:>19.2f}")
+    print()
+    for n in sizes:
+        for mode in modes:
+            for loop in loops:
+                case = next(c for c in results["cases"][f"{loop}/{mode}"] if c["n"] == n)
+                print(f"server memory per subscribed connection, {mode}/{loop} N={n}: "
+                      f"{case['server_kib_per_connection']:.1f} KiB")
+        # The fan-out's own yardstick: shared + C fan-out on uvcore against stock Strawberry
+        # (plain) on uvloop, same run.
+        fast = next((c for c in results["cases"].get("uvcore/fanout", []) if c["n"] == n), None)
+        stock = next((c for c in results["cases"].get("uvloop/plain", []) if c["n"] == n), None)
+        if fast and stock:
+            print(f"N={n}: uvcore shared + C fan-out vs stock Strawberry on uvloop: "
+                  f"{fast['deliveries_per_s'] / stock['deliveries_per_s']:.1f}x deliveries/s, "
+                  f"{stock['server_cpu_us_per_delivery'] / fast['server_cpu_us_per_delivery']:.1f}x less server CPU "
+                  f"per delivery")
     if not args.no_save:
         save(results, HERE / "results.json")
         chart(results, HERE / "lab.png")

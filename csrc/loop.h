@@ -7,15 +7,23 @@
 
 #include "uvcore.h"
 
+/* Arguments of up to this many are stored in the handle itself; more go in a tuple. */
+#define UVC_HANDLE_INLINE_ARGS 3
+
 typedef struct UvcHandle {
     PyObject_HEAD
     PyObject *callback;
-    PyObject *args;          /* tuple, never NULL */
+    PyObject **argv;         /* nargs strong references: inline_args or argtuple's items */
+    Py_ssize_t nargs;
+    PyObject *argtuple;      /* only for more than UVC_HANDLE_INLINE_ARGS arguments */
+    PyObject *inline_args[UVC_HANDLE_INLINE_ARGS];
     PyObject *context;       /* contextvars.Context */
     PyObject *loop;
     PyObject *source_traceback; /* list from traceback.extract_stack in debug mode, or NULL */
     PyObject *weakreflist;
+    uvc_state *st;           /* the module state: the freelist lives there */
     int cancelled;
+    int own_context;         /* context is our private copy (see handle.c on GC tracking) */
     /* TimerHandle only */
     double when;
     unsigned long long seq;  /* FIFO among timers with the same deadline */
@@ -84,10 +92,25 @@ int uvc_loop_check_closed(UvcLoop *loop);
 /* Queue a handle to run in the next iteration; steals nothing (increfs). */
 int uvc_loop_push_ready(UvcLoop *loop, UvcHandle *h);
 double uvc_loop_time(void);
+/* A TimerHandle in the loop's heap was cancelled (handle.c). */
+void uvc_loop_timer_cancelled(UvcLoop *loop, UvcHandle *h);
 
 /* handle.c */
+/* A new handle, tracked by the GC like any object. */
 UvcHandle *uvc_handle_new(uvc_state *st, PyTypeObject *tp, PyObject *loop, PyObject *callback,
                           PyObject *const *args, Py_ssize_t nargs, PyObject *context);
+/* A new handle for the loop's ready queue or timer heap, NOT tracked by the GC: the queue
+ * reports its references (uvc_handle_traverse_queued) and uvc_handle_release() tracks it
+ * when it leaves the queue while something else still holds it. */
+UvcHandle *uvc_handle_new_queued(uvc_state *st, PyTypeObject *tp, PyObject *loop,
+                                 PyObject *callback, PyObject *const *args, Py_ssize_t nargs,
+                                 PyObject *context);
+/* The queue drops its reference to h (see uvc_handle_new_queued). */
+void uvc_handle_release(UvcHandle *h);
+/* Called by the loop's tp_traverse for each queued handle. */
+int uvc_handle_traverse_queued(UvcHandle *h, visitproc visit, void *arg);
+/* The arguments as a new tuple. */
+PyObject *uvc_handle_args_tuple(UvcHandle *h);
 /* Run a handle's callback in its context: 0 done (errors went to the handler), -1 when a
  * KeyboardInterrupt/SystemExit must propagate (exception set). */
 int uvc_handle_run(UvcHandle *h);

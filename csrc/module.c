@@ -71,8 +71,8 @@ static PyObject *import_attr(const char *module, const char *name)
     X(QueueType) X(LifoQueueType) X(PriorityQueueType) X(QueueEmpty) X(QueueFull)         \
     X(QueueShutDown) X(PubSubType) X(SubscriptionType) X(SubscriberOverflow)              \
     X(QueueAwaitableType) X(queue_cache)                                                   \
-    X(PubSubChannelType) X(PubSubReadyType) X(PubSubWaitType)                              \
-    X(StreamTransportType) X(ServerType) X(stream_read_buffer) X(BufferedProtocol)         \
+    X(PubSubChannelType) X(PubSubReadyType) X(PubSubWaitType) X(PubSubPubWaitingType)      \
+    X(StreamTransportType) X(ReadPipeTransportType) X(WritePipeTransportType) X(ServerType) X(stream_read_buffer) X(BufferedProtocol)         \
     X(str_data_received) X(str_eof_received) X(str_get_buffer) X(str_buffer_updated)       \
     X(str_connection_made) X(str_connection_lost) X(str_pause_writing) X(str_resume_writing) \
     X(UDPTransportType) X(ProcessType) X(DnsRequestType) X(FanoutSinkType)
@@ -92,6 +92,7 @@ static int uvc_module_clear(PyObject *m)
 #define CLEAR(f) Py_CLEAR(st->f);
     UVC_STATE_FIELDS(CLEAR)
 #undef CLEAR
+    uvc_handle_freelist_clear(st);
     return 0;
 }
 

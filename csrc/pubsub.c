@@ -60,8 +60,11 @@ struct UvcChannel {
 typedef struct {
     Py_ssize_t outstanding;
     Py_ssize_t receivers;
+    uint64_t epoch; /* the broker's wait_epoch when counted in its nwaits */
 } uvc_pubwait;
 
+/* fut and pw are NULL for a message a backend queued without waiting (publish_local_queued):
+ * nobody is told when it enters the ring. */
 typedef struct uvc_pending {
     struct uvc_pending *next;
     PyObject *msg; /* strong */
@@ -100,8 +103,14 @@ struct UvcPubSub {
     PyObject *s_set_result, *s_create_future, *s_done, *s_cancelled; /* interned names */
     uint64_t seq, published, delivered, dropped;
     Py_ssize_t nsubs;
-    Py_ssize_t nwaits;          /* suspended __anext__ awaitables (UvcWait with a future) */
-    unsigned long wait_thread;  /* thread whose loop made the newest of those futures */
+    /* Futures that some other call may complete: suspended __anext__ awaitables and
+     * blocked publishers. All of them belong to the loop of one thread, wait_thread
+     * (enforced when one is made), so a call from another thread can be refused before it
+     * changes anything. Waits counted under an older wait_epoch were found stale (their
+     * loop closed) and are no longer counted. */
+    Py_ssize_t nwaits;
+    unsigned long wait_thread;
+    uint64_t wait_epoch;
     Py_ssize_t def_maxsize;
     uvc_overflow def_overflow;
     int closed;
@@ -120,6 +129,7 @@ typedef struct {
     UvcSubscription *sub;
     PyObject *fut;
     PyObject *fut_iter;
+    uint64_t epoch; /* broker's wait_epoch when fut was counted in nwaits */
 } UvcWait;
 
 /* ---------------------------------------------------------------- small helpers */
@@ -527,6 +537,176 @@ static PyType_Spec ready_spec = {
     .slots = ready_slots,
 };
 
+/* ---------------------------------------------------------------- PubWaiting awaitable */
+
+/* The awaitable of a publish() that waits for room in a subscriber with overflow="block".
+ * A bare Future would do for `await`, but asyncio.create_task() and TaskGroup want a
+ * coroutine; with send/throw/close/__await__ this passes collections.abc.Coroutine, as Ready
+ * does. Awaiting it yields the publisher's future until the receiver count is known. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *fut;      /* NULL once finished */
+    PyObject *fut_iter; /* the future's iterator, from the first step */
+} UvcPubWaiting;
+
+static PyObject *uvc_pubwaiting_new(uvc_state *st, PyObject *fut)
+{
+    UvcPubWaiting *w = PyObject_GC_New(UvcPubWaiting, st->PubSubPubWaitingType);
+    if (w == NULL) {
+        return NULL;
+    }
+    w->fut = Py_NewRef(fut);
+    w->fut_iter = NULL;
+    PyObject_GC_Track(w);
+    return (PyObject *)w;
+}
+
+static int pubwaiting_traverse(UvcPubWaiting *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->fut);
+    Py_VISIT(self->fut_iter);
+    return 0;
+}
+
+static int pubwaiting_clear(UvcPubWaiting *self)
+{
+    Py_CLEAR(self->fut_iter);
+    Py_CLEAR(self->fut);
+    return 0;
+}
+
+static void pubwaiting_dealloc(UvcPubWaiting *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    pubwaiting_clear(self);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static int pubwaiting_step(UvcPubWaiting *self, PyObject *arg, PyObject **result)
+{
+    *result = NULL;
+    if (self->fut == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "cannot reuse an already awaited publish()");
+        return UVC_SEND_ERROR;
+    }
+    if (self->fut_iter == NULL) {
+        PyAsyncMethods *am = Py_TYPE(self->fut)->tp_as_async;
+        if (am == NULL || am->am_await == NULL) {
+            PyErr_Format(PyExc_TypeError, "create_future() returned a non-awaitable %.100s",
+                         Py_TYPE(self->fut)->tp_name);
+            return UVC_SEND_ERROR;
+        }
+        if ((self->fut_iter = am->am_await(self->fut)) == NULL) {
+            return UVC_SEND_ERROR;
+        }
+    }
+    int st = uvc_iter_send(self->fut_iter, arg, result);
+    if (st != UVC_SEND_NEXT) {
+        pubwaiting_clear(self);
+    }
+    return st;
+}
+
+static PyObject *pubwaiting_iternext(UvcPubWaiting *self)
+{
+    PyObject *r;
+    int st = pubwaiting_step(self, Py_None, &r);
+    if (st == UVC_SEND_NEXT) {
+        return r;
+    }
+    if (st == UVC_SEND_RETURN) {
+        uvc_set_stop_iteration(r);
+        Py_DECREF(r);
+    }
+    return NULL;
+}
+
+static PyObject *pubwaiting_send(UvcPubWaiting *self, PyObject *arg)
+{
+    PyObject *r;
+    int st = pubwaiting_step(self, arg, &r);
+    if (st == UVC_SEND_NEXT) {
+        return r;
+    }
+    if (st == UVC_SEND_RETURN) {
+        uvc_set_stop_iteration(r);
+        Py_DECREF(r);
+    }
+    return NULL;
+}
+
+#if PY_VERSION_HEX >= 0x030A0000
+static PySendResult pubwaiting_am_send(UvcPubWaiting *self, PyObject *arg, PyObject **result)
+{
+    return (PySendResult)pubwaiting_step(self, arg, result);
+}
+#endif
+
+/* The publish was interrupted (a task cancelled while it was not suspended on the future):
+ * cancel the future, which withdraws its messages still waiting for room, as cancelling an
+ * awaiting task does. */
+static void uvc_pubwaiting_withdraw(UvcPubWaiting *self)
+{
+    PyObject *fut = self->fut;
+    if (fut == NULL) {
+        return;
+    }
+    UVC_EXC_SAVE(exc);
+    PyObject *r = PyObject_CallMethod(fut, "cancel", NULL);
+    if (r == NULL) {
+        PyErr_WriteUnraisable(fut);
+    }
+    Py_XDECREF(r);
+    UVC_EXC_RESTORE(exc);
+    pubwaiting_clear(self);
+}
+
+static PyObject *pubwaiting_throw(UvcPubWaiting *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    uvc_pubwaiting_withdraw(self);
+    return uvc_raise_thrown(args, nargs);
+}
+
+static PyObject *pubwaiting_close(UvcPubWaiting *self, PyObject *unused)
+{
+    if (self->fut_iter != NULL) { /* closed while suspended: as if cancelled */
+        uvc_pubwaiting_withdraw(self);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef pubwaiting_methods[] = {
+    {"send", (PyCFunction)pubwaiting_send, METH_O, NULL},
+    {"throw", (PyCFunction)(void (*)(void))pubwaiting_throw, METH_FASTCALL, NULL},
+    {"close", (PyCFunction)pubwaiting_close, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot pubwaiting_slots[] = {
+    {Py_tp_doc, "The awaitable of a publish() that waits for room (internal)."},
+    {Py_tp_dealloc, pubwaiting_dealloc},
+    {Py_tp_traverse, pubwaiting_traverse},
+    {Py_tp_clear, pubwaiting_clear},
+    {Py_tp_iter, PyObject_SelfIter},
+    {Py_tp_iternext, pubwaiting_iternext},
+    {Py_tp_methods, pubwaiting_methods},
+    {Py_am_await, PyObject_SelfIter},
+#if PY_VERSION_HEX >= 0x030A0000
+    {Py_am_send, pubwaiting_am_send},
+#endif
+    {0, NULL},
+};
+
+static PyType_Spec pubwaiting_spec = {
+    .name = "uvcore._uvcore._PubSubPublishWait",
+    .basicsize = sizeof(UvcPubWaiting),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = pubwaiting_slots,
+};
+
 /* ---------------------------------------------------------------- channels */
 
 static UvcChannel *uvc_channel_new(uvc_state *st, PyObject *name, int is_pattern)
@@ -652,6 +832,21 @@ static int uvc_sub_full(UvcSubscription *s)
     return s->npending > 0 || (s->maxsize > 0 && s->count >= s->maxsize);
 }
 
+/* Drop patterns left without subscribers from the broker's array, keeping the order of
+ * the others: only `only` if given, else every empty one, in a single pass. */
+static void uvc_pats_remove_empty(UvcPubSub *ps, UvcChannel *only)
+{
+    Py_ssize_t j = 0;
+    for (Py_ssize_t i = 0; i < ps->npats; i++) {
+        UvcChannel *p = ps->pats[i];
+        int drop = only != NULL ? (p == only) : (p->nsubs == 0);
+        if (!drop) {
+            ps->pats[j++] = p;
+        }
+    }
+    ps->npats = j;
+}
+
 /* Unlink from every channel/pattern; channels left empty leave the broker and the bridge is
  * told. Safe to call more than once; runs no Python code except bridge hooks, whose errors
  * are reported as unraisable (this runs from finalizers too). */
@@ -664,8 +859,9 @@ static void uvc_sub_unlink(UvcSubscription *s)
     }
     UVC_EXC_SAVE(exc);
     uvc_link *links = s->links;
-    uvc_vec emptied;
+    uvc_vec emptied; /* channels left without subscribers (references) */
     uvc_vec_init(&emptied);
+    Py_ssize_t gone_pats = 0;
     s->nlinks = 0;
     ps->nsubs--;
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -687,17 +883,14 @@ static void uvc_sub_unlink(UvcSubscription *s)
                 }
             }
             PyErr_Clear();
-            if (chan->is_pattern) {
-                for (Py_ssize_t j = 0; j < ps->npats; j++) {
-                    if (ps->pats[j] == chan) {
-                        memmove(&ps->pats[j], &ps->pats[j + 1], (ps->npats - j - 1) * sizeof(UvcChannel *));
-                        ps->npats--;
-                        break;
-                    }
-                }
+            if (uvc_vec_push(&emptied, (PyObject *)chan) == 0) {
+                /* The link's reference now belongs to emptied; emptied patterns leave the
+                 * array in one pass below, so that leaving many patterns stays linear. */
+                gone_pats += chan->is_pattern;
+                continue;
             }
-            if (ps->bridge != NULL && uvc_vec_push(&emptied, (PyObject *)chan) == 0) {
-                continue; /* the link's reference now belongs to emptied */
+            if (chan->is_pattern) { /* out of memory: remove it alone, now */
+                uvc_pats_remove_empty(ps, chan);
             }
         }
         Py_DECREF(chan);
@@ -706,7 +899,10 @@ static void uvc_sub_unlink(UvcSubscription *s)
         PyMem_Free(links);
         s->links = &s->link0;
     }
-    for (Py_ssize_t i = 0; i < emptied.n; i++) {
+    if (gone_pats > 0) {
+        uvc_pats_remove_empty(ps, NULL);
+    }
+    for (Py_ssize_t i = 0; i < emptied.n && ps->bridge != NULL; i++) {
         if (uvc_bridge_notify(ps, (UvcChannel *)emptied.items[i], 0) < 0) {
             PyErr_WriteUnraisable((PyObject *)ps);
         }
@@ -719,7 +915,13 @@ static void uvc_sub_unlink(UvcSubscription *s)
  * gets the receiver count. Takes the node's reference to fut. */
 static void uvc_pubwait_settle(UvcPubSub *ps, uvc_pubwait *pw, PyObject *fut)
 {
+    if (pw == NULL) {
+        return; /* queued by a backend: nobody waits */
+    }
     if (--pw->outstanding == 0) {
+        if (pw->epoch == ps->wait_epoch) {
+            ps->nwaits--;
+        }
         PyObject *done = PyObject_CallMethodNoArgs(fut, ps->s_done);
         if (done == NULL) {
             PyErr_WriteUnraisable(fut);
@@ -776,7 +978,8 @@ static void uvc_sub_refill(UvcSubscription *s)
         }
         s->npending--;
         int withdrawn = 0;
-        PyObject *c = PyObject_CallMethodNoArgs(node->fut, ps->s_cancelled);
+        PyObject *c = node->fut != NULL ? PyObject_CallMethodNoArgs(node->fut, ps->s_cancelled)
+                                        : Py_NewRef(Py_False);
         if (c == NULL) {
             PyErr_WriteUnraisable(node->fut);
         } else {
@@ -855,6 +1058,97 @@ static void uvc_sub_end(UvcSubscription *s, uvc_sub_state how)
     uvc_sub_wake(s);
 }
 
+/* ---------------------------------------------------------------- thread ownership */
+
+static int uvc_collect_subs(UvcPubSub *ps, uvc_vec *out);
+
+/* 1 if fut can still be completed by someone (not done, its loop open), else 0. When that
+ * cannot be told, 1: the caller then refuses, which is the safe answer. */
+static int uvc_future_alive(UvcPubSub *ps, PyObject *fut)
+{
+    PyObject *done = PyObject_CallMethodNoArgs(fut, ps->s_done);
+    if (done == NULL) {
+        PyErr_Clear();
+        return 1;
+    }
+    int is_done = (done == Py_True);
+    Py_DECREF(done);
+    return !is_done && !uvc_future_loop_closed(fut);
+}
+
+/* Does a counted wait remain that another thread could still complete? Slow (it visits every
+ * subscription), so only asked when another thread comes while waits are counted: a task
+ * left suspended when its loop was closed must not bar other threads for good. 1, 0 or -1. */
+static int uvc_pubsub_waits_alive(UvcPubSub *ps)
+{
+    uvc_vec subs, futs;
+    uvc_vec_init(&subs);
+    uvc_vec_init(&futs);
+    int alive = -1;
+    if (uvc_collect_subs(ps, &subs) < 0) {
+        goto done;
+    }
+    /* Futures are gathered first: asking them runs Python code, which could unlink. */
+    for (Py_ssize_t i = 0; i < subs.n; i++) {
+        UvcSubscription *s = (UvcSubscription *)subs.items[i];
+        if (s->waiter != NULL && uvc_vec_push(&futs, Py_NewRef(s->waiter)) < 0) {
+            Py_DECREF(s->waiter);
+            PyErr_NoMemory();
+            goto done;
+        }
+        for (uvc_pending *n = s->pend_head; n != NULL; n = n->next) {
+            if (n->fut != NULL && uvc_vec_push(&futs, Py_NewRef(n->fut)) < 0) {
+                Py_DECREF(n->fut);
+                PyErr_NoMemory();
+                goto done;
+            }
+        }
+    }
+    alive = 0;
+    for (Py_ssize_t i = 0; i < futs.n && !alive; i++) {
+        alive = uvc_future_alive(ps, futs.items[i]);
+    }
+done:
+    uvc_vec_clear(&futs);
+    uvc_vec_clear(&subs);
+    return alive;
+}
+
+/* Completing a waiting task's future from another thread would set it there: the loop's
+ * call_soon refuses (or, with debug off, the loop is not woken), and the task may never
+ * resume. So while futures of this broker are pending (suspended __anext__, blocked
+ * publishers), every call that may complete one must come from their thread, and new ones
+ * may only be made there: checked before anything changes. */
+static int uvc_pubsub_check_thread(UvcPubSub *ps, const char *fname)
+{
+    if (ps->nwaits > 0 && ps->wait_thread != PyThread_get_thread_ident()) {
+        int alive = uvc_pubsub_waits_alive(ps);
+        if (alive < 0) {
+            return -1;
+        }
+        if (alive) {
+            PyErr_Format(PyExc_RuntimeError,
+                         "%s() called from a thread other than the one whose event loop has "
+                         "tasks waiting on this PubSub; one thread's loop uses it at a time "
+                         "(use loop.call_soon_threadsafe() to hand work over)",
+                         fname);
+            return -1;
+        }
+        ps->wait_epoch++; /* every counted wait is stale: stop counting them */
+        ps->nwaits = 0;
+    }
+    return 0;
+}
+
+/* Before making a future that another call will complete: count it, in this thread. Returns
+ * the epoch to remember with it, after uvc_pubsub_check_thread() succeeded. */
+static uint64_t uvc_pubsub_count_wait(UvcPubSub *ps)
+{
+    ps->wait_thread = PyThread_get_thread_ident();
+    ps->nwaits++;
+    return ps->wait_epoch;
+}
+
 /* ---------------------------------------------------------------- Wait awaitable */
 
 static int wait_traverse(UvcWait *self, visitproc visit, void *arg)
@@ -869,7 +1163,8 @@ static int wait_traverse(UvcWait *self, visitproc visit, void *arg)
 /* Forget our future; if the subscription still points at it, nobody waits on it anymore. */
 static void wait_forget(UvcWait *self)
 {
-    if (self->fut != NULL && self->sub != NULL && self->sub->broker != NULL) {
+    if (self->fut != NULL && self->sub != NULL && self->sub->broker != NULL &&
+        self->epoch == self->sub->broker->wait_epoch) {
         self->sub->broker->nwaits--;
     }
     if (self->sub != NULL && self->fut != NULL && self->sub->waiter == self->fut) {
@@ -924,6 +1219,9 @@ static int wait_step(UvcWait *self, PyObject *arg, PyObject **result)
             arg = Py_None;
         }
         if (s->count > 0) {
+            if (s->pend_head != NULL && uvc_pubsub_check_thread(s->broker, "__anext__") < 0) {
+                return UVC_SEND_ERROR; /* taking would let a blocked publisher in */
+            }
             *result = uvc_sub_take(s);
             Py_CLEAR(self->sub);
             return *result != NULL ? UVC_SEND_RETURN : UVC_SEND_ERROR;
@@ -941,20 +1239,24 @@ static int wait_step(UvcWait *self, PyObject *arg, PyObject **result)
             return UVC_SEND_ERROR;
         }
         if (s->waiter != NULL) {
-            /* A stale waiter left by a cancelled task may still be here; a live one means
-             * two tasks iterate one subscription at once, which we refuse. */
+            /* A stale waiter left by a cancelled task, or by one whose loop was closed
+             * under it, may still be here; a live one means two tasks iterate one
+             * subscription at once, which we refuse. */
             PyObject *done = PyObject_CallMethodNoArgs(s->waiter, s->broker->s_done);
             if (done == NULL) {
                 return UVC_SEND_ERROR;
             }
             int is_done = (done == Py_True);
             Py_DECREF(done);
-            if (!is_done) {
+            if (!is_done && !uvc_future_loop_closed(s->waiter)) {
                 PyErr_SetString(PyExc_RuntimeError,
                                 "this Subscription is already being awaited by another task");
                 return UVC_SEND_ERROR;
             }
             Py_CLEAR(s->waiter);
+        }
+        if (uvc_pubsub_check_thread(s->broker, "__anext__") < 0) {
+            return UVC_SEND_ERROR;
         }
         uvc_state *st = s->broker->st;
         PyObject *loop = PyObject_CallNoArgs(st->get_running_loop);
@@ -983,11 +1285,21 @@ static int wait_step(UvcWait *self, PyObject *arg, PyObject **result)
             Py_DECREF(fut);
             return UVC_SEND_ERROR;
         }
+        if (s->waiter != NULL || s->state != SUB_ACTIVE || s->count > 0) {
+            /* create_future() ran code that changed the subscription: look again */
+            Py_DECREF(it);
+            Py_DECREF(fut);
+            continue;
+        }
+        if (uvc_pubsub_check_thread(s->broker, "__anext__") < 0) {
+            Py_DECREF(it);
+            Py_DECREF(fut);
+            return UVC_SEND_ERROR;
+        }
         self->fut = fut;
         self->fut_iter = it;
+        self->epoch = uvc_pubsub_count_wait(s->broker);
         s->waiter = Py_NewRef(fut);
-        s->broker->nwaits++;
-        s->broker->wait_thread = PyThread_get_thread_ident();
     }
 }
 
@@ -1085,6 +1397,9 @@ static PyObject *sub_anext(UvcSubscription *s)
 {
     uvc_state *st = s->broker->st;
     if (s->count > 0) {
+        if (s->pend_head != NULL && uvc_pubsub_check_thread(s->broker, "__anext__") < 0) {
+            return NULL; /* taking would let a blocked publisher in */
+        }
         return uvc_ready_steal(st, uvc_sub_take(s));
     }
     /* Otherwise the awaitable does the rest, including ending or failing: raising from
@@ -1096,24 +1411,9 @@ static PyObject *sub_anext(UvcSubscription *s)
     w->sub = (UvcSubscription *)Py_NewRef(s);
     w->fut = NULL;
     w->fut_iter = NULL;
+    w->epoch = 0;
     PyObject_GC_Track(w);
     return (PyObject *)w;
-}
-
-/* Waking a suspended __anext__ from another thread would set its Future there: the loop's
- * call_soon refuses, and the Future is left done with its task never resumed (a subscriber
- * hung for good). So while some task waits, calls that may wake one must come from the
- * thread of that task's loop; checked before anything changes. */
-static int uvc_pubsub_check_thread(UvcPubSub *ps, const char *fname)
-{
-    if (ps->nwaits > 0 && ps->wait_thread != PyThread_get_thread_ident()) {
-        PyErr_Format(PyExc_RuntimeError,
-                     "%s() called from a thread other than the one whose event loop its "
-                     "subscribers wait in; use loop.call_soon_threadsafe()",
-                     fname);
-        return -1;
-    }
-    return 0;
 }
 
 static PyObject *sub_aclose(UvcSubscription *s, PyObject *unused)
@@ -1132,6 +1432,9 @@ static PyObject *sub_aenter(UvcSubscription *s, PyObject *unused)
 
 static PyObject *sub_aexit(UvcSubscription *s, PyObject *const *args, Py_ssize_t nargs)
 {
+    if (s->broker != NULL && uvc_pubsub_check_thread(s->broker, "__aexit__") < 0) {
+        return NULL;
+    }
     uvc_sub_end(s, SUB_CLOSED);
     return uvc_ready_new(s->broker->st, Py_False);
 }
@@ -1203,11 +1506,14 @@ static int sub_clear(UvcSubscription *s)
         while (s->pend_head != NULL) {
             uvc_pending *node = s->pend_head;
             s->pend_head = node->next;
-            if (--node->pw->outstanding == 0) {
+            if (node->pw != NULL && --node->pw->outstanding == 0) {
+                if (node->pw->epoch == s->broker->wait_epoch) {
+                    s->broker->nwaits--;
+                }
                 PyMem_Free(node->pw);
             }
             Py_DECREF(node->msg);
-            Py_DECREF(node->fut);
+            Py_XDECREF(node->fut);
             PyMem_Free(node);
         }
         s->pend_tail = NULL;
@@ -1350,7 +1656,8 @@ static PyObject *uvc_subscribe_names(PyObject *arg)
     }
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     PyObject *out = PyList_New(0);
-    if (out == NULL) {
+    PyObject *seen = PySet_New(NULL); /* a set, so that many names stay linear */
+    if (out == NULL || seen == NULL) {
         goto error;
     }
     if (n == 0) {
@@ -1366,20 +1673,23 @@ static PyObject *uvc_subscribe_names(PyObject *arg)
             Py_DECREF(name);
             goto error;
         }
-        int dup = PySequence_Contains(out, name);
-        if (dup < 0 || (!dup && PyList_Append(out, name) < 0)) {
+        Py_ssize_t before = PySet_GET_SIZE(seen);
+        if (PySet_Add(seen, name) < 0 ||
+            (PySet_GET_SIZE(seen) != before && PyList_Append(out, name) < 0)) {
             Py_DECREF(name);
             goto error;
         }
         Py_DECREF(name);
     }
     Py_DECREF(seq);
+    Py_DECREF(seen);
     PyObject *t = PyList_AsTuple(out);
     Py_DECREF(out);
     return t;
 error:
     Py_DECREF(seq);
     Py_XDECREF(out);
+    Py_XDECREF(seen);
     return NULL;
 }
 
@@ -1533,6 +1843,7 @@ typedef struct {
     Py_ssize_t receivers;
     PyObject *fut;    /* blocked-publisher future, or NULL */
     uvc_pubwait *pw;
+    int queue;        /* a backend's publish_local_queued: full "block" subscribers queue it */
     uvc_vec wake;       /* futures of suspended __anext__ */
     uvc_vec garbage;    /* messages dropped from buffers */
     uvc_vec disconnect; /* subscriptions that overflowed with "disconnect" */
@@ -1581,14 +1892,16 @@ static void uvc_deliver(uvc_fanout *f, UvcSubscription *s)
         return;
     }
     case OV_BLOCK:
-        if (f->fut != NULL) {
+        if (f->fut != NULL || f->queue) {
             uvc_pending *node = PyMem_Malloc(sizeof(uvc_pending));
             if (node != NULL) {
                 node->next = NULL;
                 node->msg = Py_NewRef(f->msg);
-                node->fut = Py_NewRef(f->fut);
+                node->fut = Py_XNewRef(f->fut);
                 node->pw = f->pw;
-                f->pw->outstanding++;
+                if (f->pw != NULL) {
+                    f->pw->outstanding++;
+                }
                 if (s->pend_tail != NULL) {
                     s->pend_tail->next = node;
                 } else {
@@ -1643,12 +1956,20 @@ static int uvc_channel_blocks(UvcChannel *chan)
     return 0;
 }
 
+/* How a publish treats a full subscriber with overflow="block". */
+typedef enum {
+    PUB_AWAIT,  /* publish(): wait for room (returns an awaitable) */
+    PUB_NOWAIT, /* publish_nowait(): refuse with QueueFull, delivering nothing */
+    PUB_QUEUE   /* publish_local_queued(): queue it there, nobody waits (returns the count) */
+} uvc_pub_mode;
+
 /* Fan msg out to channel's subscribers and the matching patterns' ones. Returns a new
- * reference: an awaitable giving the receiver count (the publisher's future when it must
- * wait for room), or for nowait the count itself. */
-static PyObject *uvc_publish(UvcPubSub *ps, PyObject *const *args, Py_ssize_t nargs, int nowait,
+ * reference: for PUB_AWAIT a coroutine-like awaitable giving the receiver count (which
+ * waits on the publisher's future when it must wait for room), otherwise the count. */
+static PyObject *uvc_publish(UvcPubSub *ps, PyObject *const *args, Py_ssize_t nargs, uvc_pub_mode mode,
                              const char *fname)
 {
+    int nowait = (mode != PUB_AWAIT);
     if (nargs != 2) {
         PyErr_Format(PyExc_TypeError, "%s() takes exactly 2 arguments (channel, message) (%zd given)",
                      fname, nargs);
@@ -1672,6 +1993,8 @@ static PyObject *uvc_publish(UvcPubSub *ps, PyObject *const *args, Py_ssize_t na
     f.receivers = 0;
     f.fut = NULL;
     f.pw = NULL;
+    f.queue = (mode == PUB_QUEUE);
+    PyObject *waiting = NULL; /* made before the fan-out, so nothing fails after it */
     uvc_vec_init(&f.wake);
     uvc_vec_init(&f.garbage);
     uvc_vec_init(&f.disconnect);
@@ -1702,8 +2025,8 @@ static PyObject *uvc_publish(UvcPubSub *ps, PyObject *const *args, Py_ssize_t na
     for (Py_ssize_t i = 0; i < targets.n && !blocks; i++) {
         blocks = uvc_channel_blocks((UvcChannel *)targets.items[i]);
     }
-    if (blocks) {
-        if (nowait) {
+    if (blocks && mode != PUB_QUEUE) {
+        if (mode == PUB_NOWAIT) {
             PyObject *qf = PyObject_GetAttrString(ps->st->asyncio, "QueueFull");
             if (qf != NULL) {
                 PyErr_Format(qf, "a subscriber to %R with overflow='block' is full; "
@@ -1734,8 +2057,15 @@ static PyObject *uvc_publish(UvcPubSub *ps, PyObject *const *args, Py_ssize_t na
         }
         f.pw->outstanding = 0;
         f.pw->receivers = 0;
+        f.pw->epoch = 0;
         if (ps->closed) { /* create_future() ran code that closed us */
             PyErr_Format(PyExc_RuntimeError, "%s() on a closed PubSub", fname);
+            goto done;
+        }
+        if (uvc_pubsub_check_thread(ps, fname) < 0) { /* the same: it may have waited elsewhere */
+            goto done;
+        }
+        if ((waiting = uvc_pubwaiting_new(ps->st, f.fut)) == NULL) {
             goto done;
         }
     }
@@ -1749,8 +2079,10 @@ static PyObject *uvc_publish(UvcPubSub *ps, PyObject *const *args, Py_ssize_t na
 
     if (f.pw != NULL && f.pw->outstanding > 0) {
         f.pw->receivers = f.receivers;
+        f.pw->epoch = uvc_pubsub_count_wait(ps);
         f.pw = NULL; /* now owned by the pending nodes */
-        result = Py_NewRef(f.fut);
+        result = waiting;
+        waiting = NULL;
     } else if (nowait) {
         result = PyLong_FromSsize_t(f.receivers);
     } else {
@@ -1773,6 +2105,7 @@ done:;
     uvc_vec_clear(&targets);
     PyMem_Free(f.pw);
     Py_XDECREF(f.fut);
+    Py_XDECREF(waiting);
     Py_DECREF(channel);
     UVC_EXC_RESTORE(exc);
     return result;
@@ -1780,12 +2113,17 @@ done:;
 
 static PyObject *ps_publish(UvcPubSub *ps, PyObject *const *args, Py_ssize_t nargs)
 {
-    return uvc_publish(ps, args, nargs, 0, "publish");
+    return uvc_publish(ps, args, nargs, PUB_AWAIT, "publish");
 }
 
 static PyObject *ps_publish_nowait(UvcPubSub *ps, PyObject *const *args, Py_ssize_t nargs)
 {
-    return uvc_publish(ps, args, nargs, 1, "publish_nowait");
+    return uvc_publish(ps, args, nargs, PUB_NOWAIT, "publish_nowait");
+}
+
+static PyObject *ps_publish_local_queued(UvcPubSub *ps, PyObject *const *args, Py_ssize_t nargs)
+{
+    return uvc_publish(ps, args, nargs, PUB_QUEUE, "publish_local_queued");
 }
 
 /* ---------------------------------------------------------------- PubSub: the rest */
@@ -1842,6 +2180,9 @@ static PyObject *ps_aenter(UvcPubSub *ps, PyObject *unused) { return uvc_ready_n
 
 static PyObject *ps_aexit(UvcPubSub *ps, PyObject *const *args, Py_ssize_t nargs)
 {
+    if (uvc_pubsub_check_thread(ps, "__aexit__") < 0) {
+        return NULL;
+    }
     PyObject *r = uvc_pubsub_close(ps);
     if (r == NULL) {
         return NULL;
@@ -2014,7 +2355,7 @@ static PyMethodDef ps_methods[] = {
     {"publish", (PyCFunction)(void (*)(void))ps_publish, METH_FASTCALL,
      "publish(channel, message) -> awaitable of the number of local receivers.\n\n"
      "The message is delivered when called; awaiting waits for room in subscribers with\n"
-     "overflow='block'."},
+     "overflow='block'. The awaitable behaves as a coroutine (asyncio.create_task takes it)."},
     {"publish_nowait", (PyCFunction)(void (*)(void))ps_publish_nowait, METH_FASTCALL,
      "publish_nowait(channel, message) -> number of local receivers.\n\n"
      "Raises asyncio.QueueFull (delivering nothing) if a subscriber with overflow='block' is full."},
@@ -2022,6 +2363,11 @@ static PyMethodDef ps_methods[] = {
      "Like publish(), but always delivers locally: for backends injecting received messages."},
     {"publish_local_nowait", (PyCFunction)(void (*)(void))ps_publish_nowait, METH_FASTCALL,
      "Like publish_nowait(), but always delivers locally: for backends."},
+    {"publish_local_queued", (PyCFunction)(void (*)(void))ps_publish_local_queued, METH_FASTCALL,
+     "publish_local_queued(channel, message) -> number of local receivers.\n\n"
+     "For backends that cannot wait: delivers at once like publish_local_nowait(), but a full\n"
+     "subscriber with overflow='block' gets the message in its own pending queue (in order,\n"
+     "never dropped) instead of refusing, so it holds back only itself."},
     {"stats", (PyCFunction)ps_stats, METH_NOARGS,
      "stats() -> dict: channels, patterns, subscribers, published, delivered, dropped."},
     {"numsub", (PyCFunction)ps_numsub, METH_O, "numsub(channel_or_pattern) -> local subscriber count."},
@@ -2091,7 +2437,8 @@ int uvc_pubsub_module_init(PyObject *m, uvc_state *st)
         uvc_add_type(m, &sub_spec, NULL, &st->SubscriptionType) < 0 ||
         uvc_internal_type(m, &channel_spec, &st->PubSubChannelType) < 0 ||
         uvc_internal_type(m, &ready_spec, &st->PubSubReadyType) < 0 ||
-        uvc_internal_type(m, &wait_spec, &st->PubSubWaitType) < 0) {
+        uvc_internal_type(m, &wait_spec, &st->PubSubWaitType) < 0 ||
+        uvc_internal_type(m, &pubwaiting_spec, &st->PubSubPubWaitingType) < 0) {
         return -1;
     }
 #if PY_VERSION_HEX < 0x030A0000

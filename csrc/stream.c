@@ -507,8 +507,8 @@ static int stream_schedule_lost(UvcStream *t, PyObject *exc)
         return -1;
     }
     PyObject *arg = exc ? exc : Py_None;
-    UvcHandle *h = uvc_handle_new(t->st, t->st->HandleType, (PyObject *)t->loop, cb, &arg, 1,
-                                  t->context);
+    UvcHandle *h = uvc_handle_new_queued(t->st, t->st->HandleType, (PyObject *)t->loop, cb,
+                                         &arg, 1, t->context);
     Py_DECREF(cb);
     if (h == NULL) {
         return -1;
@@ -1403,10 +1403,10 @@ static PyMethodDef stream_start_def = {"_start_reading", (PyCFunction)stream_sta
 
 /* ---- creation ---------------------------------------------------------------------------- */
 
-UvcStream *uvc_stream_alloc(UvcLoop *loop)
+static UvcStream *stream_alloc_type(UvcLoop *loop, PyTypeObject *tp)
 {
     uvc_state *st = loop->st;
-    UvcStream *t = PyObject_GC_New(UvcStream, st->StreamTransportType);
+    UvcStream *t = PyObject_GC_New(UvcStream, tp);
     if (t == NULL) {
         return NULL;
     }
@@ -1425,6 +1425,8 @@ UvcStream *uvc_stream_alloc(UvcLoop *loop)
     }
     return t;
 }
+
+UvcStream *uvc_stream_alloc(UvcLoop *loop) { return stream_alloc_type(loop, loop->st->StreamTransportType); }
 
 void uvc_stream_set_opened(UvcStream *t, int kind)
 {
@@ -1448,8 +1450,8 @@ void uvc_stream_discard(UvcStream *t)
 
 static int stream_push_handle(UvcStream *t, PyObject *cb, PyObject *arg)
 {
-    UvcHandle *h = uvc_handle_new(t->st, t->st->HandleType, (PyObject *)t->loop, cb, &arg,
-                                  arg ? 1 : 0, t->context);
+    UvcHandle *h = uvc_handle_new_queued(t->st, t->st->HandleType, (PyObject *)t->loop, cb,
+                                         &arg, arg ? 1 : 0, t->context);
     if (h == NULL) {
         return -1;
     }
@@ -1600,8 +1602,9 @@ static PyObject *stream_open_pipe(PyTypeObject *tp, PyObject *args)
     }
     UvcLoop *lp = (UvcLoop *)loop;
     UvcStream *t = NULL;
+    PyTypeObject *pipe_tp = writable ? st->WritePipeTransportType : st->ReadPipeTransportType;
     if (uvc_loop_check_closed(lp) < 0 || uvc_stream_check_thread(lp) < 0 ||
-        (t = uvc_stream_alloc(lp)) == NULL) {
+        (t = stream_alloc_type(lp, pipe_tp)) == NULL) {
         close(fd);
         return NULL;
     }
@@ -1754,6 +1757,92 @@ static PyMethodDef stream_methods[] = {
     {NULL},
 };
 
+/* Pipe transports are one-way, as asyncio's: a read pipe is an asyncio.ReadTransport with no
+ * write methods at all (AttributeError), a write pipe an asyncio.Transport whose reading
+ * methods are asyncio.ReadTransport's (NotImplementedError). Same layout and slots as
+ * StreamTransport, only the method table and the base differ. */
+static PyMethodDef stream_read_pipe_methods[] = {
+    {"close", (PyCFunction)stream_close, METH_NOARGS, "Close the pipe; connection_lost(None) follows."},
+    {"_force_close", (PyCFunction)stream_force_close_meth, METH_O, NULL},
+    {"is_closing", (PyCFunction)stream_is_closing, METH_NOARGS, "True once closing started."},
+    {"is_reading", (PyCFunction)stream_is_reading, METH_NOARGS, "True unless paused or closing."},
+    {"pause_reading", (PyCFunction)stream_pause_reading, METH_NOARGS, "Stop calling data_received."},
+    {"resume_reading", (PyCFunction)stream_resume_reading, METH_NOARGS, "Call data_received again."},
+    {"set_protocol", (PyCFunction)stream_set_protocol, METH_O, NULL},
+    {"get_protocol", (PyCFunction)stream_get_protocol, METH_NOARGS, NULL},
+    {"get_extra_info", (PyCFunction)(void (*)(void))stream_get_extra_info, METH_FASTCALL | METH_KEYWORDS,
+     "get_extra_info(name, default=None): 'pipe' is the pipe object."},
+    {NULL},
+};
+
+static PyMethodDef stream_write_pipe_methods[] = {
+    {"write", (PyCFunction)stream_write, METH_O, "Write a bytes-like object (never blocks)."},
+    {"writelines", (PyCFunction)stream_writelines, METH_O, "Write several bytes-like objects at once."},
+    {"write_eof", (PyCFunction)stream_write_eof, METH_NOARGS, "Close once the buffer is sent (the reader sees EOF)."},
+    {"can_write_eof", (PyCFunction)stream_can_write_eof, METH_NOARGS, "True."},
+    {"close", (PyCFunction)stream_close, METH_NOARGS, "Close after the buffer is sent; connection_lost(None) follows."},
+    {"abort", (PyCFunction)stream_abort, METH_NOARGS, "Close now, dropping buffered data."},
+    {"_force_close", (PyCFunction)stream_force_close_meth, METH_O, NULL},
+    {"is_closing", (PyCFunction)stream_is_closing, METH_NOARGS, "True once closing started."},
+    {"set_write_buffer_limits", (PyCFunction)(void (*)(void))stream_set_write_buffer_limits,
+     METH_VARARGS | METH_KEYWORDS, "Flow control: pause_writing above high, resume_writing at low."},
+    {"get_write_buffer_limits", (PyCFunction)stream_get_write_buffer_limits, METH_NOARGS, "(low, high)"},
+    {"get_write_buffer_size", (PyCFunction)stream_get_write_buffer_size, METH_NOARGS,
+     "Bytes queued and not yet sent."},
+    {"set_protocol", (PyCFunction)stream_set_protocol, METH_O, NULL},
+    {"get_protocol", (PyCFunction)stream_get_protocol, METH_NOARGS, NULL},
+    {"get_extra_info", (PyCFunction)(void (*)(void))stream_get_extra_info, METH_FASTCALL | METH_KEYWORDS,
+     "get_extra_info(name, default=None): 'pipe' is the pipe object."},
+    {NULL},
+};
+
+static PyObject *stream_pipe_tp_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
+{
+    PyErr_Format(PyExc_TypeError, "cannot create '%s' instances: use loop.connect_read_pipe() or "
+                 "loop.connect_write_pipe()", _PyType_Name(tp));
+    return NULL;
+}
+
+static PyType_Slot stream_read_pipe_slots[] = {
+    {Py_tp_new, stream_pipe_tp_new},
+    {Py_tp_dealloc, stream_dealloc},
+    {Py_tp_traverse, stream_traverse},
+    {Py_tp_clear, stream_clear},
+    {Py_tp_repr, stream_repr},
+    {Py_tp_methods, stream_read_pipe_methods},
+    {Py_tp_getset, stream_getset},
+    {Py_tp_members, stream_members},
+    {Py_tp_doc, "The read end of a pipe on a libuv pipe handle (an asyncio.ReadTransport)."},
+    {0, NULL},
+};
+
+static PyType_Slot stream_write_pipe_slots[] = {
+    {Py_tp_new, stream_pipe_tp_new},
+    {Py_tp_dealloc, stream_dealloc},
+    {Py_tp_traverse, stream_traverse},
+    {Py_tp_clear, stream_clear},
+    {Py_tp_repr, stream_repr},
+    {Py_tp_methods, stream_write_pipe_methods},
+    {Py_tp_getset, stream_getset},
+    {Py_tp_members, stream_members},
+    {Py_tp_doc, "The write end of a pipe on a libuv pipe handle (an asyncio.WriteTransport)."},
+    {0, NULL},
+};
+
+static PyType_Spec stream_read_pipe_spec = {
+    .name = "uvcore._uvcore.ReadPipeTransport",
+    .basicsize = sizeof(UvcStream),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = stream_read_pipe_slots,
+};
+
+static PyType_Spec stream_write_pipe_spec = {
+    .name = "uvcore._uvcore.WritePipeTransport",
+    .basicsize = sizeof(UvcStream),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = stream_write_pipe_slots,
+};
+
 static PyType_Slot stream_slots[] = {
     {Py_tp_new, stream_tp_new},
     {Py_tp_init, stream_tp_init},
@@ -1797,11 +1886,19 @@ int uvc_stream_module_init(PyObject *m, uvc_state *st)
     PyObject *transports = PyImport_ImportModule("asyncio.transports");
     PyObject *protocols = PyImport_ImportModule("asyncio.protocols");
     PyObject *base = transports ? PyObject_GetAttrString(transports, "Transport") : NULL;
+    PyObject *read_base = transports ? PyObject_GetAttrString(transports, "ReadTransport") : NULL;
     st->BufferedProtocol = protocols ? PyObject_GetAttrString(protocols, "BufferedProtocol") : NULL;
     Py_XDECREF(transports);
     Py_XDECREF(protocols);
-    if (base == NULL || st->BufferedProtocol == NULL) {
+    if (base == NULL || read_base == NULL || st->BufferedProtocol == NULL) {
         Py_XDECREF(base);
+        Py_XDECREF(read_base);
+        return -1;
+    }
+    int rr = uvc_add_type(m, &stream_read_pipe_spec, read_base, &st->ReadPipeTransportType);
+    Py_DECREF(read_base);
+    if (rr < 0 || uvc_add_type(m, &stream_write_pipe_spec, base, &st->WritePipeTransportType) < 0) {
+        Py_DECREF(base);
         return -1;
     }
     /* Our layout starts with asyncio.BaseTransport's one slot (`_extra`), so the C type can

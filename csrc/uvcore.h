@@ -87,6 +87,9 @@ typedef struct {
     PyObject *kwnames_loop_name;     /* ("loop", "name") */
     PyObject *kwnames_loop_name_ctx; /* ("loop", "name", "context") */
     PyObject *str_call_exception_handler;
+    struct UvcHandle *handle_freelist; /* handle.c: dead handles kept for reuse, linked */
+    int handle_numfree;               /*   through their callback field */
+    int signal_pending;               /* loop.c: a signal with a loop handler arrived */
 
     /* queue.c */
     PyTypeObject *QueueType;
@@ -106,10 +109,13 @@ typedef struct {
     PyTypeObject *PubSubChannelType;  /* internal: a channel/pattern and its subscriber list */
     PyTypeObject *PubSubReadyType;    /* internal: awaitable done at once (message waiting) */
     PyTypeObject *PubSubWaitType;     /* internal: awaitable of an __anext__ that must wait */
+    PyTypeObject *PubSubPubWaitingType; /* internal: awaitable of a publish() that must wait */
     void *pubsub_extra;              /* reserved for pubsub.c's own needs */
 
     /* stream.c, tcp.c, unix.c, server.c: stream transports and listeners */
     PyTypeObject *StreamTransportType;
+    PyTypeObject *ReadPipeTransportType;  /* pipe transports: one-way StreamTransport layouts */
+    PyTypeObject *WritePipeTransportType;
     PyTypeObject *ServerType;        /* server.c's Listener (one listening socket) */
     void *stream_extra;              /* UvcLink *: registry of open transports/listeners */
     PyObject *stream_read_buffer;    /* bytearray every plain-Protocol read goes through */
@@ -153,6 +159,8 @@ int uvc_udp_module_init(PyObject *m, uvc_state *st);      /* udp.c */
 int uvc_process_module_init(PyObject *m, uvc_state *st);  /* process.c */
 int uvc_dns_module_init(PyObject *m, uvc_state *st);      /* dns.c */
 int uvc_fanout_module_init(PyObject *m, uvc_state *st);   /* wsfanout.c */
+/* handle.c: free the dead handles kept for reuse (module clear/free). */
+void uvc_handle_freelist_clear(uvc_state *st);
 
 /* Add a heap type made from spec to the module; stores it in *slot (a new reference). */
 int uvc_add_type(PyObject *m, PyType_Spec *spec, PyObject *bases, PyTypeObject **slot);

@@ -1,4 +1,4 @@
-"""The lab benchmark still runs: one tiny case per available loop, nothing saved."""
+"""The lab benchmark still runs: one tiny case per loop and subscription mode, nothing saved."""
 from __future__ import annotations
 
 import subprocess
@@ -15,5 +15,8 @@ def test_bench_lab_smoke_run_prints_the_table():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "deliveries/s" in result.stdout
-    for loop in ("asyncio", "uvloop", "uvcore"):
-        assert f"{loop} N=   20:" in result.stdout, result.stdout
+    for mode in ("plain", "shared", "fanout"):
+        for loop in ("asyncio", "uvloop", "uvcore"):
+            assert f"{mode} {loop:>8} N=   20:" in result.stdout, result.stdout
+    assert "server memory per subscribed connection, fanout/uvcore N=20:" in result.stdout, result.stdout
+    assert "N=20: uvcore shared + C fan-out vs stock Strawberry on uvloop:" in result.stdout, result.stdout

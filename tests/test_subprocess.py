@@ -230,8 +230,6 @@ def test_bad_shell_arguments_raise_as_asyncio(loop):
         run(loop, loop.subprocess_shell(asyncio.SubprocessProtocol, ["echo", "x"]))
     with pytest.raises(ValueError, match="shell must be True"):
         run(loop, loop.subprocess_shell(asyncio.SubprocessProtocol, "true", shell=False))
-    with pytest.raises(ValueError, match="not support the Popen option preexec_fn"):
-        run(loop, loop.subprocess_shell(asyncio.SubprocessProtocol, "true", preexec_fn=print))
     with pytest.raises(TypeError, match="unexpected keyword argument 'bogus'"):
         run(loop, loop.subprocess_shell(asyncio.SubprocessProtocol, "true", bogus=1))
     with pytest.raises(TypeError):

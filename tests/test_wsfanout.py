@@ -550,3 +550,75 @@ def test_members_list_changed_during_fanout_is_safe(loop):
         server.close()
 
     loop.run_until_complete(main())
+
+
+def test_held_and_queued_frames_drive_pause_and_resume_writing(loop):
+    """Flow control sees fan-out bytes: the protocol is paused when frames back up past the
+    transport's high-water mark and resumed once the client has read them."""
+
+    async def main():
+        transport, client, server = await connected_pair(small_buffers=True)
+        events = []
+        proto = transport.get_protocol()
+        proto.pause_writing = lambda: events.append("pause")
+        proto.resume_writing = lambda: events.append("resume")
+        transport.set_write_buffer_limits(high=32 * 1024, low=8 * 1024)
+        sink = FanoutSink(transport, max_queued=8 << 20)
+        payload = b"f" * 1000
+        for i in range(2000):
+            sink.send(b"", payload)
+            if i % 100 == 0:
+                await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert events == ["pause"]
+        assert transport.get_write_buffer_size() > 32 * 1024
+        total = 2000 * frame_len(1000)
+        data = await read_exactly(client, total, timeout=30)
+        assert len(data) == total
+        for _ in range(100):
+            if events == ["pause", "resume"]:
+                break
+            await asyncio.sleep(0.01)
+        assert events == ["pause", "resume"]
+        assert sink.dropped == 0 and len(parse_frames(data)) == 2000
+        sink.close()
+        transport.close()
+        client.close()
+        server.close()
+
+    loop.run_until_complete(main())
+
+
+@pytest.mark.parametrize("policy", ["drop_oldest", "close"])
+def test_slow_consumer_memory_stays_bounded(loop, policy):
+    """80 MB of distinct 4 KiB payloads fanned out to a client that reads nothing: the
+    process keeps about the cap (1 MiB) of them, not what was sent. The bound is loose (40 MB)
+    so that allocators that keep freed memory (valgrind's, ASan's) still pass; keeping every
+    payload would cost 80 MB."""
+    psutil = pytest.importorskip("psutil")
+
+    async def main():
+        transport, client, server = await connected_pair(small_buffers=True)
+        cap = 1 << 20
+        sink = FanoutSink(transport, max_queued=cap, policy=policy)
+        proc = psutil.Process()
+        gc.collect()
+        rss0 = proc.memory_info().rss
+        for i in range(20000):
+            payload = bytes([i % 251]) * 4096  # a new object per message, as events are
+            fanout(payload, [(sink, b"%08d" % i)])
+            if i % 64 == 0:
+                await asyncio.sleep(0)
+            assert sink.queued <= cap + frame_len(4104)
+        await asyncio.sleep(0)
+        grown = proc.memory_info().rss - rss0
+        assert grown < 40 * cap, grown
+        if policy == "drop_oldest":
+            assert not sink.closed and sink.dropped > 15000
+        else:
+            assert sink.closed and sink.close_code == 1008
+        transport.abort()
+        client.close()
+        server.close()
+
+    loop.run_until_complete(main())

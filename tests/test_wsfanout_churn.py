@@ -120,7 +120,10 @@ def test_ten_thousand_connections_join_and_leave_mid_broadcast(loop):
         assert live(FanoutSink) == 0
         assert live(uvcore._uvcore.StreamTransport) == 0
         assert (bus.stats()["channels"], bus.stats()["subscribers"]) == (0, 0)
-        # memory: the later rounds do not grow past the warmed-up first ones
-        assert rss[-1] - rss[2] < 8 * 1024 * 1024, [x // 1024 for x in rss]
+        # memory: the later rounds do not grow past the warmed-up first ones. Under ASan freed
+        # memory sits in its quarantine (up to 256 MB), so there the object counts above are
+        # the leak check.
+        if not os.environ.get("UVCORE_EXPECT_ASAN"):
+            assert rss[-1] - rss[2] < 8 * 1024 * 1024, [x // 1024 for x in rss]
 
     loop.run_until_complete(main())

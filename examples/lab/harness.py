@@ -23,7 +23,8 @@ REPO = Path(__file__).resolve().parents[2]
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def port_accepts(host: str, port: int) -> bool:
@@ -56,7 +57,7 @@ class LabServer:
             self.args += ["--loop", loop]
         self.args += list(extra_args)
         self.start_timeout = start_timeout
-        self.proc: Optional[subprocess.Popen] = None
+        self.proc: Optional["subprocess.Popen[bytes]"] = None
         self._log = tempfile.NamedTemporaryFile(prefix="lab-server-", suffix=".log", delete=False)
 
     @property
@@ -86,20 +87,23 @@ class LabServer:
 
     def stats(self) -> Dict[str, Any]:
         with urllib.request.urlopen(self.url + "/stats", timeout=10) as response:
-            return json.loads(response.read())
+            stats: Dict[str, Any] = json.loads(response.read())
+            return stats
 
     def subscribers(self) -> int:
-        return int(self.stats()["pubsub"]["subscribers"])
+        """Live GraphQL subscriptions: broker subscribers, where subscribers of one room
+        share one (see common.server_stats)."""
+        return int(self.stats()["subscriptions"])
 
     def wait_for_subscribers(self, count: int, timeout: float = 30.0) -> None:
-        """Wait until the broker has exactly `count` subscribers (polled through /stats)."""
+        """Wait until the server has exactly `count` live subscriptions (polled through /stats)."""
         deadline = time.monotonic() + timeout
         while True:
             seen = self.subscribers()
             if seen == count:
                 return
             if time.monotonic() > deadline:
-                raise TimeoutError(f"broker has {seen} subscribers, expected {count}")
+                raise TimeoutError(f"server has {seen} live subscriptions, expected {count}")
             time.sleep(0.02)
 
     def stop(self, timeout: float = 15.0) -> Optional[int]:

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import signal
 import sys
-from typing import Any, Awaitable, Callable, List, Optional
+from typing import Any, Awaitable, Callable, Coroutine, List, Optional
 
 log = logging.getLogger("lab")
 
@@ -35,11 +35,66 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         default=None,
         help="share the chat between servers through Redis (redis://host:port/db); default: in-memory broker",
     )
+    parser.add_argument(
+        "--subscriptions",
+        choices=("shared", "plain"),
+        default="shared",
+        help="shared: one execution per room and event (uvcore.strawberry cohorts); plain: "
+        "Strawberry's own, one per subscriber (default %(default)s)",
+    )
+    parser.add_argument(
+        "--fanout",
+        choices=("on", "off"),
+        default="on",
+        help="on: shared subscriptions' messages go out through uvcore.wsfanout (in C on uvcore, "
+        "transport.write on the other loops); off: through the server's own WebSocket send "
+        "(default %(default)s)",
+    )
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    add_limit_options(parser)
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be 0-65535, not {args.port}")
+    try:
+        args.limits = limits_from_args(args)
+    except ValueError as exc:
+        parser.error(f"--{exc}")
     return args
+
+
+# What one client may cost the server (examples/lab/limits.py); option name -> help.
+LIMIT_OPTIONS = {
+    "max_query_bytes": "longest GraphQL query text, in characters",
+    "max_depth": "deepest selection nesting in a query",
+    "max_aliases": "most aliases in a query",
+    "max_tokens": "most lexer tokens in a query (parsing stops there)",
+    "operation_timeout": "seconds an operation may wait for the broker (Redis) before it fails",
+    "max_body_bytes": "largest HTTP request body (413 above) and WebSocket message",
+    "max_rooms": "most rooms; a new one evicts the room idle for longest, with its history",
+    "max_history": "most stored messages over all rooms; the oldest go first",
+    "max_outbound_bytes": "bytes queued for a WebSocket client that does not read before it is closed (1008)",
+    "header_timeout": "seconds to send a request head (and graphql-transport-ws's connection_init)",
+    "idle_timeout": "seconds an idle HTTP keep-alive connection stays open",
+}
+
+
+def add_limit_options(parser: argparse.ArgumentParser) -> None:
+    from .limits import Limits
+
+    group = parser.add_argument_group("limits", "what one client may cost the server (see the README's lab section)")
+    defaults = Limits()
+    for name, text in LIMIT_OPTIONS.items():
+        default = getattr(defaults, name)
+        group.add_argument(
+            "--" + name.replace("_", "-"), type=type(default), default=default, metavar="N",
+            help=f"{text} (default %(default)s)",
+        )
+
+
+def limits_from_args(args: argparse.Namespace) -> Any:
+    from .limits import Limits
+
+    return Limits(**{name: getattr(args, name) for name in LIMIT_OPTIONS})
 
 
 # -- the broker ---------------------------------------------------------------------------
@@ -80,7 +135,7 @@ def redis_unreachable(redis_url: str) -> Optional[str]:
 # -- the event loop -----------------------------------------------------------------------
 
 
-def run_on(loop_name: str, main: Awaitable[None]) -> None:
+def run_on(loop_name: str, main: Coroutine[Any, Any, None]) -> None:
     if loop_name == "uvcore":
         import uvcore
 
@@ -109,15 +164,25 @@ async def serve_fastapi(args: argparse.Namespace, make_pubsub: Callable[[], Any]
     import uvicorn
 
     from .app_fastapi import create_app
+    from .uvicorn_protocols import guarded_protocols
 
+    limits = args.limits
+    app = create_app(make_pubsub, limits, shared=args.subscriptions == "shared")
+    # The WebSocket protocol is uvicorn's own websockets protocol, with the lab's limits and,
+    # with --fanout on, a sink per connection for uvcore.wsfanout (uvcore.uvicorn).
+    http_protocol, ws_protocol = guarded_protocols(limits, app.counters, fanout=args.fanout == "on")
     # loop="none": uvicorn serves on whatever loop is running (ours).
     config = uvicorn.Config(
-        create_app(make_pubsub),
+        app,
         host=args.host,
         port=args.port,
         loop="none",
         log_level=args.log_level,
         lifespan="on",
+        http=http_protocol,
+        ws=ws_protocol,
+        ws_max_size=limits.max_body_bytes,
+        timeout_keep_alive=limits.idle_timeout,
     )
     await uvicorn.Server(config).serve()
 
@@ -125,9 +190,10 @@ async def serve_fastapi(args: argparse.Namespace, make_pubsub: Callable[[], Any]
 async def serve_aiohttp(args: argparse.Namespace, make_pubsub: Callable[[], Any]) -> None:
     from aiohttp import web
 
-    from .app_aiohttp import create_app
+    from .app_aiohttp import HEAD_TIMEOUTS_KEY, create_app
 
-    runner = web.AppRunner(create_app(make_pubsub), handle_signals=False)
+    app = create_app(make_pubsub, args.limits, shared=args.subscriptions == "shared", fanout=args.fanout == "on")
+    runner = web.AppRunner(app, handle_signals=False, keepalive_timeout=args.limits.idle_timeout)
     await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -136,11 +202,18 @@ async def serve_aiohttp(args: argparse.Namespace, make_pubsub: Callable[[], Any]
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):
             signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
+    server = None
     try:
-        await web.TCPSite(runner, args.host, args.port).start()
+        # What web.TCPSite does, with the request-head timeout around aiohttp's protocol factory.
+        assert runner.server is not None  # set by runner.setup()
+        server = await loop.create_server(
+            app[HEAD_TIMEOUTS_KEY].wrap(runner.server), args.host, args.port, reuse_address=True
+        )
         log.info("aiohttp serving on http://%s:%d", args.host, args.port)
         await stop.wait()
     finally:
+        if server is not None:
+            server.close()
         await runner.cleanup()
 
 

@@ -6,6 +6,7 @@ Run: python examples/lecture/01_gather_vs_sequential.py
 """
 import asyncio
 import time
+from typing import List
 
 import uvcore
 
@@ -17,11 +18,11 @@ async def fetch(name: str, delay: float) -> str:
     return f"{name} ({delay:.1f} s)"
 
 
-async def sequential() -> list:
+async def sequential() -> List[str]:
     return [await fetch(name, delay) for name, delay in DELAYS.items()]
 
 
-async def concurrent() -> list:
+async def concurrent() -> List[str]:
     return await asyncio.gather(*(fetch(name, delay) for name, delay in DELAYS.items()))
 
 

@@ -7,6 +7,7 @@ Run: python examples/lecture/02_async_sleep_vs_time_sleep.py
 """
 import asyncio
 import time
+from typing import Awaitable, Callable, List
 
 import uvcore
 
@@ -14,14 +15,14 @@ TICK = 0.05
 WAIT = 0.3
 
 
-async def heartbeat(ticks: list) -> None:
+async def heartbeat(ticks: List[float]) -> None:
     while True:
         await asyncio.sleep(TICK)
         ticks.append(time.perf_counter())
 
 
-async def measure(label: str, wait) -> int:
-    ticks: list = []
+async def measure(label: str, wait: Callable[[], Awaitable[None]]) -> int:
+    ticks: List[float] = []
     beat = asyncio.ensure_future(heartbeat(ticks))
     await asyncio.sleep(0)  # let the heartbeat start
     await wait()

@@ -6,6 +6,7 @@ Run: python examples/lecture/04_aiohttp_client_server.py
 """
 import asyncio
 import time
+from typing import Any, Dict, Tuple
 
 from aiohttp import ClientSession, web
 
@@ -26,7 +27,7 @@ async def user(request: web.Request) -> web.Response:
     return web.json_response({"id": user_id, "name": USERS[user_id]})
 
 
-async def start_server() -> tuple:
+async def start_server() -> Tuple[web.AppRunner, str]:
     app = web.Application()
     app.router.add_get("/", hello)
     app.router.add_get("/users/{user_id}", user)
@@ -38,10 +39,11 @@ async def start_server() -> tuple:
     return runner, f"http://127.0.0.1:{port}"
 
 
-async def fetch_json(session: ClientSession, url: str) -> dict:
+async def fetch_json(session: ClientSession, url: str) -> Dict[str, Any]:
     async with session.get(url) as response:
         response.raise_for_status()
-        return await response.json()
+        body: Dict[str, Any] = await response.json()
+        return body
 
 
 async def main() -> None:

@@ -7,7 +7,7 @@ Run: python examples/lecture/06_pubsub_manager.py
 """
 import asyncio
 from collections import defaultdict
-from typing import Any, AsyncGenerator, Dict, List
+from typing import Any, AsyncGenerator, Dict, List, Tuple
 
 import uvcore
 
@@ -16,7 +16,7 @@ class PubSubManager:
     """The lecture's version, in plain asyncio."""
 
     def __init__(self) -> None:
-        self.channels: Dict[str, List[asyncio.Queue]] = defaultdict(list)
+        self.channels: Dict[str, List["asyncio.Queue[Any]"]] = defaultdict(list)
 
     async def publish(self, channel: str, message: Any) -> int:
         for queue in self.channels[channel]:
@@ -24,7 +24,7 @@ class PubSubManager:
         return len(self.channels[channel])
 
     async def subscribe(self, channel: str) -> AsyncGenerator[Any, None]:
-        queue: asyncio.Queue = asyncio.Queue()
+        queue: "asyncio.Queue[Any]" = asyncio.Queue()
         self.channels[channel].append(queue)
         try:
             while True:
@@ -33,7 +33,8 @@ class PubSubManager:
             self.channels[channel].remove(queue)
 
 
-async def listener(pubsub, name: str, count: int, ready: asyncio.Event, received: list) -> None:
+async def listener(pubsub: Any, name: str, count: int, ready: asyncio.Event,
+                   received: List[Tuple[str, str]]) -> None:
     ready.set()
     # The lecture's loop. (PubSubManager registers its queue when the generator first runs,
     # i.e. as this `async for` starts, in this same step: before the publisher wakes up.)
@@ -43,8 +44,8 @@ async def listener(pubsub, name: str, count: int, ready: asyncio.Event, received
             break
 
 
-async def demo(pubsub, label: str) -> list:
-    received: list = []
+async def demo(pubsub: Any, label: str) -> List[Tuple[str, str]]:
+    received: List[Tuple[str, str]] = []
     readies = [asyncio.Event() for _ in range(2)]
     tasks = [
         asyncio.ensure_future(listener(pubsub, name, 3, ready, received))

@@ -7,17 +7,18 @@ Run: python examples/lecture/07_queue_producer_consumer.py
 """
 import asyncio
 import random
+from typing import List, Tuple
 
 import uvcore
 
 
-async def producer(queue: uvcore.Queue, name: str, jobs: int) -> None:
+async def producer(queue: "uvcore.Queue[str]", name: str, jobs: int) -> None:
     for n in range(jobs):
         await queue.put(f"{name}-job{n}")  # waits while the queue is full
         await asyncio.sleep(random.uniform(0, 0.005))
 
 
-async def consumer(queue: uvcore.Queue, name: str, done: list) -> None:
+async def consumer(queue: "uvcore.Queue[str]", name: str, done: List[Tuple[str, str]]) -> None:
     while True:
         job = await queue.get()
         try:
@@ -28,8 +29,8 @@ async def consumer(queue: uvcore.Queue, name: str, done: list) -> None:
 
 
 async def main() -> None:
-    queue = uvcore.Queue(maxsize=4)
-    done: list = []
+    queue: "uvcore.Queue[str]" = uvcore.Queue(maxsize=4)
+    done: List[Tuple[str, str]] = []
     consumers = [asyncio.ensure_future(consumer(queue, f"worker{i}", done)) for i in range(3)]
     await asyncio.gather(producer(queue, "A", 10), producer(queue, "B", 10))
     await queue.join()  # every job taken *and* finished

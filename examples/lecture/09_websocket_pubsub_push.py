@@ -7,6 +7,7 @@ clients receive all three; when the clients leave, their subscriptions leave the
 Run: python examples/lecture/09_websocket_pubsub_push.py
 """
 import asyncio
+from typing import Any, List
 
 from aiohttp import ClientSession, web
 
@@ -45,7 +46,7 @@ async def stats(request: web.Request) -> web.Response:
     return web.json_response(request.app[PUBSUB].stats())
 
 
-async def client(base: str, name: str, count: int) -> list:
+async def client(base: str, name: str, count: int) -> List[Any]:
     async with ClientSession() as session, session.ws_connect(base + "/events") as ws:
         assert (await ws.receive_json()) == {"subscribed": "events"}
         received = [await ws.receive_json() for _ in range(count)]

@@ -173,7 +173,10 @@ class Loop(LiveHandlesMixin, _uvcore.Loop, NetworkMixin, DatagramMixin, Subproce
         handle._source_traceback = traceback.extract_stack(sys._getframe(1))
 
     def _log_slow_callback(self, handle, seconds):
-        logger.warning("Executing %r took %.3f seconds", handle, seconds)
+        # asyncio's text (base_events._format_handle): a task's step names the Task
+        owner = getattr(handle._callback, "__self__", None)
+        what = repr(owner) if isinstance(owner, tasks.Task) else str(handle)
+        logger.warning("Executing %s took %.3f seconds", what, seconds)
 
     # ---- signals ---------------------------------------------------------------------
 
@@ -245,7 +248,7 @@ class Loop(LiveHandlesMixin, _uvcore.Loop, NetworkMixin, DatagramMixin, Subproce
             # Our wakeup socket must receive the signal number even before run_forever.
             if self._signal_sockets is None or not self.is_running():
                 self._install_signal_wakeup()
-            signal.signal(sig, _noop_signal_handler)
+            signal.signal(sig, _signal_handler)
             signal.siginterrupt(sig, False)
         except OSError as exc:
             del self._signal_handlers[sig]
@@ -709,8 +712,10 @@ def _sock_io(fut, sock, method, args):
         fut.set_result(result)
 
 
-def _noop_signal_handler(signum, frame):
-    """Signals with a loop handler are delivered through the wakeup fd, not here."""
+def _signal_handler(signum, frame):
+    """Signals with a loop handler are delivered through the wakeup fd; this only tells a loop
+    busy with ready callbacks (which skips polls that cannot find anything) to poll it."""
+    _uvcore._note_signal()
 
 
 def _stop_when_done(fut):

@@ -36,6 +36,9 @@ StreamTransport = _uvcore.StreamTransport
 _HAS_IPV6 = hasattr(socket, "AF_INET6")
 _SSL_SHUTDOWN_TIMEOUT = sys.version_info >= (3, 11)  # SSLProtocol's ssl_shutdown_timeout
 _WAIT_CLOSED_FOR_CLIENTS = sys.version_info >= (3, 12)  # wait_closed waits for connections
+# asyncio removes a Unix server's socket file on close() from 3.13 on (cleanup_socket=True);
+# before, the file stays. The default follows the running Python.
+_UNIX_SERVER_CLEANUP = sys.version_info >= (3, 13)
 _SENDFILE_CHUNK = 256 * 1024
 
 
@@ -680,8 +683,9 @@ class NetworkMixin:
     async def create_unix_server(self, protocol_factory, path=None, *, sock=None, backlog=100,
                                  ssl=None, ssl_handshake_timeout=None,
                                  ssl_shutdown_timeout=None, start_serving=True,
-                                 cleanup_socket=True):
-        """Listen on a Unix socket path (or an abstract name starting with a NUL)."""
+                                 cleanup_socket=_UNIX_SERVER_CLEANUP):
+        """Listen on a Unix socket path (or an abstract name starting with a NUL). close()
+        removes the socket file when cleanup_socket is true (asyncio's default from 3.13)."""
         if isinstance(ssl, bool):
             raise TypeError("ssl argument must be an SSLContext or None")
         _check_ssl_timeouts(ssl, ssl_handshake_timeout, ssl_shutdown_timeout)

@@ -104,6 +104,22 @@ def _make_codec(codec: Codec) -> Tuple[str, Callable[[Any], bytes], Callable[[by
     )
 
 
+# ---------------------------------------------------------------------------- options
+
+
+def _check_seconds(name: str, value: Any, expected: str, ok: Callable[[float], bool]) -> None:
+    """A duration option: a real number (not a bool), finite (inf would never fire, NaN
+    compares false everywhere), and in range; ValueError naming the option otherwise."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise ValueError(f"{name} must be {expected} (finite, in seconds), not {value!r}")
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        finite = False
+    if not finite or not ok(value):
+        raise ValueError(f"{name} must be {expected} (finite, in seconds), not {value!r}")
+
+
 # ---------------------------------------------------------------------------- URLs
 
 _SCHEMES = ("redis", "rediss", "unix")
@@ -340,11 +356,9 @@ class RedisPubSub(_pubsub.PubSub):
         for name, value in (("connect_timeout", connect_timeout), ("reconnect_delay", reconnect_delay),
                             ("reconnect_max_delay", reconnect_max_delay),
                             ("health_check_interval", health_check_interval)):
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
-                raise ValueError(f"{name} must be a number > 0, not {value!r}")
-        if publish_timeout is not None and (not isinstance(publish_timeout, (int, float))
-                                            or isinstance(publish_timeout, bool) or publish_timeout < 0):
-            raise ValueError(f"publish_timeout must be a number >= 0 or None, not {publish_timeout!r}")
+            _check_seconds(name, value, "a number > 0", lambda v: v > 0)
+        if publish_timeout is not None:
+            _check_seconds("publish_timeout", publish_timeout, "a number >= 0 or None", lambda v: v >= 0)
         self._connect_timeout = float(connect_timeout)
         self._publish_timeout = float(connect_timeout if publish_timeout is None else publish_timeout)
         self._reconnect_delay = float(reconnect_delay)
@@ -388,13 +402,15 @@ class RedisPubSub(_pubsub.PubSub):
             raise ImportError(
                 "uvcore.PubSub.from_url needs redis-py with hiredis: pip install 'uvcore[redis]'"
             ) from exc
-        options = dict(
+        options: Dict[str, Any] = dict(
             socket_connect_timeout=self._connect_timeout,
             socket_timeout=self._connect_timeout,
-            socket_keepalive=True,
             retry=Retry(NoBackoff(), 0),  # the bridge has its own reconnect loop
             client_name=f"uvcore-pubsub-{uuid.uuid4().hex[:8]}",
         )
+        if not self._url.startswith("unix:"):
+            # TCP only: redis-py's Unix socket connection refuses the keyword.
+            options["socket_keepalive"] = True
         options.update(self._redis_options)
         options["protocol"] = 3
         try:
@@ -624,8 +640,7 @@ class RedisPubSub(_pubsub.PubSub):
                     self._last_error = exc
                     self._fail_waiters(exc)
                     attempt += 1
-                    delay = min(self._reconnect_max_delay, self._reconnect_delay * 2 ** (attempt - 1))
-                    delay *= random.uniform(0.5, 1.0)
+                    delay = self._backoff(attempt)
                     log.warning("%s; retrying in %.2fs", exc, delay)
                     await asyncio.sleep(delay)
                     continue
@@ -645,6 +660,13 @@ class RedisPubSub(_pubsub.PubSub):
                         log.warning("lost the connection to Redis at %s: %s; reconnecting", self._shown_url, exc)
         finally:
             self._connected.clear()
+
+    def _backoff(self, attempt: int) -> float:
+        """The pause before reconnect attempt number attempt + 1: doubling from
+        reconnect_delay up to reconnect_max_delay, with jitter. The exponent is capped, or
+        a long outage (some 1,000 attempts) would overflow the float and end the bridge."""
+        delay = min(self._reconnect_max_delay, self._reconnect_delay * 2.0 ** min(attempt - 1, 60))
+        return delay * random.uniform(0.5, 1.0)
 
     async def _open(self) -> Tuple[Any, _FrameReader]:
         """A connected, probed connection subscribed to every local channel and pattern."""
@@ -790,7 +812,10 @@ class RedisPubSub(_pubsub.PubSub):
         # The hot path: everything it needs is in local variables.
         loop = asyncio.get_running_loop()
         read = frames.read
-        publish_local_nowait = self.publish_local_nowait
+        # A full subscriber with overflow="block" queues its message in its own pending
+        # queue: this reader never waits, so other channels, publish() replies and the
+        # health check's PING answers keep flowing.
+        publish_local_queued = self.publish_local_queued
         decode = self._decode
         names = self._names
         # The last message delivered since the last reply or confirmation: one PUBLISH
@@ -834,9 +859,7 @@ class RedisPubSub(_pubsub.PubSub):
                     self._decode_error(name, exc)
                 else:
                     try:
-                        n = publish_local_nowait(name, msg)
-                    except asyncio.QueueFull:  # a subscriber with overflow="block" is full
-                        n = await self.publish_local(name, msg)
+                        n = publish_local_queued(name, msg)
                     except RuntimeError:
                         if self.closed:
                             return

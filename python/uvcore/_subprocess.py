@@ -1,8 +1,10 @@
 """Pipes and subprocesses for uvcore.Loop.
 
-connect_read_pipe/connect_write_pipe put the C stream transport (_uvcore.StreamTransport, on
-a uv_pipe_t) on a pipe. Subprocesses are started by uv_spawn (_uvcore.Process): libuv reaps
-the child, so no child watcher is involved. The SubprocessTransport is asyncio's own
+connect_read_pipe/connect_write_pipe put the C pipe transports (_uvcore.ReadPipeTransport /
+WritePipeTransport, on a uv_pipe_t) on a pipe. Subprocesses are started by uv_spawn
+(_uvcore.Process): libuv reaps the child, so no child watcher is involved; a child that needs
+an option only subprocess.Popen has (preexec_fn, umask, ...) is started by Popen and watched
+through a pidfd. The SubprocessTransport is asyncio's own
 base_subprocess machinery (its pipe protocols, pending calls and _wait) over a small
 Popen-like object, so asyncio.create_subprocess_* and Process.communicate work unchanged.
 """
@@ -133,40 +135,35 @@ async def _connect_pipe(loop, protocol_factory, pipe, writable):
 
 # ---- subprocesses -------------------------------------------------------------------------
 
-_POPEN_IGNORED = {
-    # keyword: the value that means "not used" (anything else is refused). close_fds is not
-    # here: libuv's child inherits only fds that are inheritable, which Python's fds are not
-    # unless asked, so both values behave alike.
-    "restore_signals": True,
+# Popen options uv_spawn cannot express, with the value that means "not used". A child that
+# uses any of them is started by subprocess.Popen itself, exactly as asyncio starts every
+# child (so preexec_fn runs between fork and exec, user/group/extra_groups/umask/process_group
+# behave as Popen's, and an option the running Python's Popen lacks is its TypeError).
+# close_fds is not here: libuv's child inherits only inheritable fds, which Python's fds are
+# not unless asked, so both values behave alike on the uv_spawn path.
+_POPEN_ONLY = {
     "preexec_fn": None,
     "umask": -1,
     "extra_groups": None,
     "process_group": None,
-    "startupinfo": None,
-    "creationflags": 0,
-    "pipesize": -1,
     "user": None,
     "group": None,
+    "restore_signals": True,
+    "pipesize": -1,
+    "startupinfo": None,  # Windows only: Popen raises its own ValueError
+    "creationflags": 0,
 }
 
 
-def _user_id(user, group):
-    uid = gid = -1
-    if user is not None:
-        if isinstance(user, int):
-            uid = user
-        else:
-            import pwd
-
-            uid = pwd.getpwnam(user).pw_uid
-    if group is not None:
-        if isinstance(group, int):
-            gid = group
-        else:
-            import grp
-
-            gid = grp.getgrnam(group).gr_gid
-    return uid, gid
+def _needs_popen(kwargs):
+    for key, value in kwargs.items():
+        if key in _POPEN_ONLY:
+            unused = _POPEN_ONLY[key]
+            if (value is not None) if unused is None else (value != unused):
+                return True
+        elif key not in ("executable", "cwd", "env", "start_new_session", "pass_fds", "close_fds"):
+            return True  # an unknown keyword: let Popen word the TypeError, as in asyncio
+    return False
 
 
 def _env_list(env):
@@ -186,16 +183,9 @@ class _Child:
     _uvcore.Process (so signals never reach a reaped, possibly reused, pid)."""
 
     def __init__(self, loop, args, shell, stdin, stdout, stderr, *, executable=None, cwd=None,
-                 env=None, start_new_session=False, pass_fds=(), on_exit, **popen_kwargs):
-        popen_kwargs.pop("close_fds", None)
-        for key, value in popen_kwargs.items():
-            if key not in _POPEN_IGNORED:
-                raise TypeError(f"subprocess_exec() got an unexpected keyword argument {key!r}")
-        user, group = popen_kwargs.pop("user", None), popen_kwargs.pop("group", None)
-        for key, value in popen_kwargs.items():
-            if value != _POPEN_IGNORED[key]:
-                raise ValueError(f"uvcore does not support the Popen option {key}={value!r}")
-        uid, gid = _user_id(user, group)
+                 env=None, start_new_session=False, pass_fds=(), close_fds=True, on_exit,
+                 **unused_popen_kwargs):
+        uid = gid = -1  # user/group take the Popen path
         if shell:
             argv = [_SHELL, "-c", args]
             file = executable if executable is not None else _SHELL
@@ -263,6 +253,11 @@ class _Child:
     def pid(self):
         return self._proc.pid
 
+    @property
+    def _watching(self):
+        """True while the loop will report the child's exit."""
+        return self._proc._watching
+
     def poll(self):
         if self.returncode is None:
             self.returncode = self._proc.returncode
@@ -320,12 +315,116 @@ class _Child:
         return f"<uvcore child pid={self._proc.pid if self._proc else None} returncode={self.returncode}>"
 
 
+class _PopenChild:
+    """A child started by subprocess.Popen, for the options uv_spawn lacks. The loop polls a
+    pidfd for its exit (a thread waits where pidfds are missing); only Popen reaps it, so a
+    signal never reaches a reused pid. Same interface as _Child."""
+
+    def __init__(self, loop, args, shell, stdin, stdout, stderr, bufsize, *, on_exit, **kwargs):
+        self._popen = subprocess.Popen(
+            args, shell=shell, stdin=stdin, stdout=stdout, stderr=stderr,
+            universal_newlines=False, bufsize=bufsize, **kwargs)
+        self.args = args
+        self.stdin, self.stdout, self.stderr = self._popen.stdin, self._popen.stdout, self._popen.stderr
+        self._loop = loop
+        self._on_exit = on_exit
+        self._pidfd = None
+        self._waiter = None  # the thread waiting for the child where pidfds are missing
+        self._reported = False
+        loop._track_handle(self)
+        try:
+            self._pidfd = os.pidfd_open(self._popen.pid)
+            loop.add_reader(self._pidfd, self._on_pidfd)
+        except (AttributeError, OSError, RuntimeError):  # no pidfds (Linux < 5.3, seccomp)
+            if self._pidfd is not None:
+                os.close(self._pidfd)
+                self._pidfd = None
+            self._waiter = threading.Thread(target=self._wait_in_thread, daemon=True,
+                                            name=f"uvcore-wait-{self._popen.pid}")
+            self._waiter.start()
+
+    @property
+    def pid(self):
+        return self._popen.pid
+
+    @property
+    def returncode(self):
+        return self._popen.returncode
+
+    @property
+    def _watching(self):
+        return not self._reported and (self._pidfd is not None or self._waiter is not None)
+
+    def poll(self):
+        return self._popen.poll()
+
+    def _on_pidfd(self):
+        if self._popen.poll() is not None:
+            self._report()
+
+    def _wait_in_thread(self):
+        self._popen.wait()
+        try:
+            self._loop.call_soon_threadsafe(self._report)
+        except RuntimeError:  # the loop closed meanwhile: nobody to tell
+            pass
+
+    def _stop_watching(self):
+        fd, self._pidfd = self._pidfd, None
+        if fd is not None:
+            if not self._loop.is_closed():
+                self._loop.remove_reader(fd)
+            os.close(fd)
+
+    def _report(self):
+        if self._reported or self._popen.returncode is None:
+            return
+        self._reported = True
+        self._stop_watching()
+        on_exit, self._on_exit = self._on_exit, None
+        if on_exit is not None:
+            on_exit(self._popen.returncode)
+
+    def send_signal(self, sig):
+        self._popen.send_signal(sig)  # Popen skips a child it has reaped
+
+    def terminate(self):
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self):
+        self.send_signal(signal.SIGKILL)
+
+    def wait(self, timeout=None):
+        """Popen.wait (blocking), for code that uses get_extra_info('subprocess')."""
+        returncode = self._popen.wait(timeout)
+        if not self._reported and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._report)  # wait() may run in an executor
+        return returncode
+
+    def _loop_closing(self):
+        # The loop stops watching: a thread reaps a child still running, so it never stays a
+        # zombie (as _Child does).
+        self._stop_watching()
+        if self._popen.returncode is None and self._waiter is None:
+            self._waiter = threading.Thread(target=self._popen.wait, daemon=True,
+                                            name=f"uvcore-reap-{self._popen.pid}")
+            self._waiter.start()
+
+    def __repr__(self):
+        return f"<uvcore child pid={self._popen.pid} returncode={self._popen.returncode} (Popen)>"
+
+
 class SubprocessTransport(base_subprocess.BaseSubprocessTransport):
-    """asyncio.SubprocessTransport on a uv_spawn'd child."""
+    """asyncio.SubprocessTransport on a uv_spawn'd child (or a Popen one, for the Popen-only
+    options)."""
 
     def _start(self, args, shell, stdin, stdout, stderr, bufsize, **kwargs):
-        self._proc = _Child(self._loop, args, shell, stdin, stdout, stderr,
-                            on_exit=self._on_exit, **kwargs)
+        if _needs_popen(kwargs):
+            self._proc = _PopenChild(self._loop, args, shell, stdin, stdout, stderr, bufsize,
+                                     on_exit=self._on_exit, **kwargs)
+        else:
+            self._proc = _Child(self._loop, args, shell, stdin, stdout, stderr,
+                                on_exit=self._on_exit, **kwargs)
 
     _exit_fut = None  # set while _make_subprocess_transport cleans up after a failure
 
@@ -429,7 +528,7 @@ class SubprocessMixin:
                 for f in (proc.stdin, proc.stdout, proc.stderr):
                     if f is not None and not f.closed:
                         f.close()  # a pipe that never got its transport
-                if transport._returncode is None and proc._proc._watching:
+                if transport._returncode is None and proc._watching:
                     transport._exit_fut = self.create_future()
                     await transport._exit_fut
             raise

@@ -127,7 +127,11 @@ class PyFanoutSink:
             if self.policy == "close":
                 self._overflow()
             return False
-        self.transport.write(b"".join((frame_header(size), prefix, payload, suffix)))
+        try:
+            self.transport.write(b"".join((frame_header(size), prefix, payload, suffix)))
+        except Exception:  # noqa: BLE001 - a broken transport: its protocol sees the loss
+            self._close(None)
+            return False
         self.sent += 1
         return True
 
