@@ -147,6 +147,9 @@ uv__io_t *uvc_fdcheck_next_queued(uv_loop_t *uv, uv__io_t *after);
 void uvc_stream_check_queued(UvcLoop *loop);
 /* The same for the transport holding fd's slot, before a new owner takes the number. */
 void uvc_stream_release_fd(UvcLoop *loop, int fd);
+/* udp.c: the same two for datagram transports. */
+void uvc_udp_check_queued(UvcLoop *loop);
+void uvc_udp_release_fd(UvcLoop *loop, int fd);
 
 /* stream.c: close the transports and servers still open on this loop; loop.c
  * calls it before closing its uv loop so their handles close cleanly. */

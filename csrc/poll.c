@@ -172,7 +172,9 @@ static int poll_drop_if_stale(UvcLoop *loop, PyObject *key, int fd, PyObject *dr
 int uvc_poll_release_fd(UvcLoop *loop, int fd)
 {
     if (loop->uv != NULL) {
-        uvc_stream_release_fd(loop, fd); /* a transport whose socket was closed under it */
+        /* a transport whose socket was closed under it */
+        uvc_stream_release_fd(loop, fd);
+        uvc_udp_release_fd(loop, fd);
     }
     if (loop->pollers == NULL || PyDict_GET_SIZE(loop->pollers) == 0) {
         return 0;
