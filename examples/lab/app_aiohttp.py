@@ -64,7 +64,7 @@ class GuardedWebSocketResponse(web.WebSocketResponse):
         self.transport: Optional[asyncio.Transport] = None
 
     async def prepare(self, request: web.BaseRequest) -> Any:
-        self.transport = request.transport  # type: ignore[assignment]
+        self.transport = request.transport
         return await super().prepare(request)
 
     def close_slow_consumer(self, queued: int) -> None:
@@ -115,7 +115,7 @@ if _guarded_sink not in SINK_FACTORIES:
 
 
 class ChatGraphQLView(GraphQLView):
-    websocket_adapter_class = GuardedAiohttpWebSocketAdapter  # type: ignore[assignment]
+    websocket_adapter_class = GuardedAiohttpWebSocketAdapter
 
     def __init__(self, chat: Chat, **kwargs: Any) -> None:
         from datetime import timedelta
@@ -150,7 +150,7 @@ class ChatGraphQLView(GraphQLView):
 
 
 
-class SharedChatGraphQLView(SharedGraphQLView, ChatGraphQLView):  # type: ignore[misc]
+class SharedChatGraphQLView(SharedGraphQLView, ChatGraphQLView):
     """Subscriptions marked Shared run once per cohort; the leader gets the chat's context."""
 
     # Ours, not SharedGraphQLView's: the guarded response (a fan-out one when `fanout`).

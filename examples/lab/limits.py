@@ -67,6 +67,16 @@ class Counters:
         "publish_failures",  # messages not sent (and not stored) because the broker failed
     )
 
+    rejected_queries: int
+    timed_out_operations: int
+    rejected_bodies: int
+    malformed_messages: int
+    slow_consumers_disconnected: int
+    header_timeouts: int
+    rooms_evicted: int
+    messages_evicted: int
+    publish_failures: int
+
     def __init__(self) -> None:
         for name in self.FIELDS:
             setattr(self, name, 0)

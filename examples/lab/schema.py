@@ -237,7 +237,8 @@ class ChatSchema(strawberry.Schema):
         self.limits = limits or Limits()
         self.counters = counters or Counters()
         mask = functools.partial(MaskErrors, should_mask_error=lambda error: not _client_safe(error))
-        super().__init__(*args, extensions=[*validation_extensions(self.limits, self.counters), mask], **kwargs)
+        # (misc: mypy cannot tell that *args never carries `extensions`)
+        super().__init__(*args, extensions=[*validation_extensions(self.limits, self.counters), mask], **kwargs)  # type: ignore[misc]
 
     def _refused(self, query: Optional[str]) -> Optional[GraphQLError]:
         error = query_size_error(query, self.limits)

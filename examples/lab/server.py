@@ -12,7 +12,7 @@ import asyncio
 import logging
 import signal
 import sys
-from typing import Any, Awaitable, Callable, List, Optional
+from typing import Any, Awaitable, Callable, Coroutine, List, Optional
 
 log = logging.getLogger("lab")
 
@@ -135,7 +135,7 @@ def redis_unreachable(redis_url: str) -> Optional[str]:
 # -- the event loop -----------------------------------------------------------------------
 
 
-def run_on(loop_name: str, main: Awaitable[None]) -> None:
+def run_on(loop_name: str, main: Coroutine[Any, Any, None]) -> None:
     if loop_name == "uvcore":
         import uvcore
 
@@ -182,7 +182,7 @@ async def serve_fastapi(args: argparse.Namespace, make_pubsub: Callable[[], Any]
         http=http_protocol,
         ws=ws_protocol,
         ws_max_size=limits.max_body_bytes,
-        timeout_keep_alive=limits.idle_timeout,  # type: ignore[arg-type]
+        timeout_keep_alive=limits.idle_timeout,
     )
     await uvicorn.Server(config).serve()
 
@@ -205,6 +205,7 @@ async def serve_aiohttp(args: argparse.Namespace, make_pubsub: Callable[[], Any]
     server = None
     try:
         # What web.TCPSite does, with the request-head timeout around aiohttp's protocol factory.
+        assert runner.server is not None  # set by runner.setup()
         server = await loop.create_server(
             app[HEAD_TIMEOUTS_KEY].wrap(runner.server), args.host, args.port, reuse_address=True
         )
