@@ -398,6 +398,7 @@ def run_one(attack: str, server: str, extra_args: List[str]) -> Dict[str, Any]:
 
 
 def main() -> None:
+    global PER_ROOM
     parser = argparse.ArgumentParser()
     parser.add_argument("--attacks", default=",".join(ATTACKS))
     parser.add_argument("--servers", default="fastapi,aiohttp")
@@ -405,7 +406,6 @@ def main() -> None:
     parser.add_argument("--server-args", default="", help="extra lab options, space separated")
     parser.add_argument("--per-room", type=int, default=PER_ROOM, help="messages per room in the rooms attack")
     args = parser.parse_args()
-    global PER_ROOM
     PER_ROOM = args.per_room
     results: Dict[str, Any] = {}
     for attack in args.attacks.split(","):
