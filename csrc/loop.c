@@ -272,6 +272,8 @@ static void loop_on_prepare(uv_prepare_t *p)
     if (loop->sig_started) {
         loop_check_signal_poll(loop);
     }
+    uvc_stream_check_queued(loop);
+    uvc_udp_check_queued(loop);
     if (loop->blocking && loop->released == NULL) {
         loop->released = PyEval_SaveThread();
     }

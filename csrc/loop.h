@@ -130,16 +130,34 @@ PyObject *uvc_poll_add(UvcLoop *loop, PyObject *const *args, Py_ssize_t nargs, P
                        int writer);
 PyObject *uvc_poll_remove(UvcLoop *loop, PyObject *fd, int writer);
 void uvc_poll_close_all(UvcLoop *loop);
-/* The file an fd refers to (fstat); -1 with errno when it cannot be read. */
-int uvc_fd_identity(int fd, dev_t *dev, ino_t *ino);
-/* 1 when fd is closed or now refers to another file than (dev, ino). */
-int uvc_fd_is_stale(int fd, dev_t dev, ino_t ino);
 /* Before a transport or the signal wake-up takes fd (a new file): drop the poller a closed
  * file left on that number. 0, or -1 with an exception. */
 int uvc_poll_release_fd(UvcLoop *loop, int fd);
 /* Right before libuv's poll: drop the pollers started since the last poll whose fd was
  * closed (libuv aborts on a closed fd) or reused. Reports its own errors. */
 void uvc_poll_check_started(UvcLoop *loop);
+
+/* fdcheck.c: the file an fd refers to (fstat); -1 with errno when it cannot be read. */
+int uvc_fd_identity(int fd, dev_t *dev, ino_t *ino);
+/* 1 when fd is closed or now refers to another file than (dev, ino). */
+int uvc_fd_is_stale(int fd, dev_t dev, ino_t ino);
+/* Make libuv let go of a watcher without touching its fd again (no epoll_ctl, no close):
+ * out of the watcher and pending queues and the fd table, fd set to -1. */
+void uvc_fdcheck_forget(uv_loop_t *uv, uv__io_t *w);
+/* The watcher in libuv's fd table for fd, or NULL. */
+uv__io_t *uvc_fdcheck_slot(uv_loop_t *uv, int fd);
+/* The watchers libuv hands to epoll_ctl at its next poll: the first after `after` (NULL:
+ * the first), or NULL at the end. */
+uv__io_t *uvc_fdcheck_next_queued(uv_loop_t *uv, uv__io_t *after);
+
+/* stream.c: right before libuv's poll, a transport whose socket was closed under it (or
+ * whose number a new file took) loses its fd to libuv and its connection (EBADF). */
+void uvc_stream_check_queued(UvcLoop *loop);
+/* The same for the transport holding fd's slot, before a new owner takes the number. */
+void uvc_stream_release_fd(UvcLoop *loop, int fd);
+/* udp.c: the same two for datagram transports. */
+void uvc_udp_check_queued(UvcLoop *loop);
+void uvc_udp_release_fd(UvcLoop *loop, int fd);
 
 /* stream.c: close the transports and servers still open on this loop; loop.c
  * calls it before closing its uv loop so their handles close cleanly. */

@@ -50,6 +50,23 @@ static inline void PyErr_SetRaisedException_compat(PyObject *exc)
 #error "uvcore needs Python 3.9 or newer"
 #endif
 
+/* The instance dict of a transport (asyncio's transports are Python objects: code sets
+ * attributes on them and tests patch their methods). Python 3.11 caches a method lookup on an
+ * object with a dict slot only when the dict exists, and an empty dict shares its keys with
+ * every other empty dict, so one cache entry serves all transports: make it at creation there.
+ * 3.12+ cache the lookup for a dict slot still empty, and 3.9/3.10 do not cache at all: the
+ * dict is made on the first attribute set. Returns 0, or -1 with an exception. */
+static inline int uvc_instance_dict_init(PyObject **slot)
+{
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+    *slot = PyDict_New();
+    return *slot == NULL ? -1 : 0;
+#else
+    (void)slot;
+    return 0;
+#endif
+}
+
 typedef struct {
     /* module.c */
     PyObject *asyncio;               /* the asyncio module */

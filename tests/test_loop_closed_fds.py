@@ -258,3 +258,59 @@ def test_signal_wakeup_socket_closed_behind_the_loop(loop):
     loop.call_soon(os.kill, os.getpid(), signal.SIGUSR1)
     assert loop.run_until_complete(asyncio.wait_for(got, 2)) == "usr1"
     loop.remove_signal_handler(signal.SIGUSR1)
+
+
+class _Lost(asyncio.Protocol):
+    def __init__(self):
+        self.lost = asyncio.get_running_loop().create_future()
+
+    def connection_lost(self, exc):
+        if not self.lost.done():
+            self.lost.set_result(exc)
+
+    def error_received(self, exc):
+        pass
+
+
+@pytest.mark.parametrize("how", ["sock_close", "os_close_and_reuse"])
+def test_stream_transport_whose_socket_is_closed_under_it(loop, how):
+    # libuv would re-add the closed fd to epoll on resume_reading() and abort; the
+    # transport loses its connection instead, and the number's new owner is left alone.
+    async def main():
+        a, b = socket.socketpair()
+        c, d = socket.socketpair()
+        num = a.fileno()
+        transport, proto = await loop.create_connection(_Lost, sock=a)
+        await asyncio.sleep(0.01)
+        if how == "sock_close":
+            a.close()
+        else:
+            os.dup2(c.fileno(), num)  # closes the transport's file, a new one on its number
+        transport.pause_reading()
+        transport.resume_reading()
+        exc = await asyncio.wait_for(proto.lost, 2)
+        assert isinstance(exc, OSError) and exc.errno == errno.EBADF
+        if how == "os_close_and_reuse":
+            d.send(b"new owner")
+            assert os.read(num, 20) == b"new owner"  # neither read nor closed by the transport
+            os.close(num)
+        b.close()
+        c.close()
+        d.close()
+
+    loop.run_until_complete(main())
+
+
+def test_datagram_transport_whose_socket_is_closed_under_it(loop):
+    async def main():
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 0))
+        transport, proto = await loop.create_datagram_endpoint(_Lost, sock=s)
+        await asyncio.sleep(0.01)
+        s.close()
+        transport.pause_reading()
+        transport.resume_reading()
+        exc = await asyncio.wait_for(proto.lost, 2)
+        assert isinstance(exc, OSError) and exc.errno == errno.EBADF
+
+    loop.run_until_complete(main())
