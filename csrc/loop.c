@@ -274,6 +274,13 @@ static void loop_on_prepare(uv_prepare_t *p)
     }
     uvc_stream_check_queued(loop);
     uvc_udp_check_queued(loop);
+    if (loop->ready_len > 0 || loop->pending_exc != NULL) {
+        /* The checks above ran Python code that queued callbacks (a lost connection, a
+         * sock_* future failed with EBADF): libuv computes the poll timeout after this
+         * callback, so uv_stop makes the poll return at once instead of sleeping on them. */
+        loop->blocking = 0;
+        uv_stop(p->loop);
+    }
     if (loop->blocking && loop->released == NULL) {
         loop->released = PyEval_SaveThread();
     }
