@@ -286,7 +286,12 @@ static void loop_on_prepare(uv_prepare_t *p)
     }
 }
 
-static void loop_on_check(uv_check_t *c) { uvc_loop_acquire((UvcLoop *)c->data); }
+static void loop_on_check(uv_check_t *c)
+{
+    UvcLoop *loop = c->data;
+    uvc_loop_acquire(loop);
+    loop->io_callbacks--; /* runs every iteration: not I/O */
+}
 
 /* ---- one iteration --------------------------------------------------------------------- */
 
@@ -428,9 +433,22 @@ static int loop_run_once(UvcLoop *loop)
             return 0;
         }
     }
-    loop->blocking = timeout != 0;
-    uv_run(loop->uv, timeout == 0 ? UV_RUN_NOWAIT : UV_RUN_ONCE);
+    int polled = 0;
+    if (timeout != 0) {
+        /* Poll first without releasing the GIL: when I/O is already waiting (a busy
+         * connection), its callbacks run now and the GIL round trip of a blocking poll is
+         * saved; only when that finds nothing does the loop block with the GIL released. */
+        unsigned long seen = loop->io_callbacks;
+        uv_run(loop->uv, UV_RUN_NOWAIT);
+        polled = loop->io_callbacks != seen || loop->ready_len > 0 || loop->stopping ||
+                 loop->pending_exc != NULL;
+    }
+    if (!polled) {
+        loop->blocking = timeout != 0;
+        uv_run(loop->uv, timeout == 0 ? UV_RUN_NOWAIT : UV_RUN_ONCE);
+    }
     uvc_loop_acquire(loop);
+    loop->io_callbacks--;
     loop->blocking = 0;
     if (loop->fanout_dirty != NULL) {
         uvc_fanout_flush(loop); /* and the ones I/O callbacks queued, before the next poll */

@@ -40,6 +40,7 @@ typedef struct UvcLoop {
     uv_prepare_t *prepare;    /* releases the GIL just before a blocking poll */
     uv_check_t *check;        /* takes the GIL back right after the poll */
     PyThreadState *released;  /* non-NULL while the GIL is released by the loop */
+    unsigned long io_callbacks; /* libuv callbacks that reached Python (uvc_loop_acquire) */
 
     UvcHandle **ready;        /* ring buffer of strong references */
     Py_ssize_t ready_head, ready_len, ready_cap;
@@ -78,6 +79,7 @@ typedef struct UvcLoop {
  * touches Python objects calls this first. */
 static inline void uvc_loop_acquire(UvcLoop *loop)
 {
+    loop->io_callbacks++;
     if (loop->released != NULL) {
         PyThreadState *ts = loop->released;
         loop->released = NULL;
