@@ -274,6 +274,12 @@ static void loop_on_prepare(uv_prepare_t *p)
     }
     uvc_stream_check_queued(loop);
     uvc_udp_check_queued(loop);
+    if (loop->ready_len > 0 && loop->blocking) {
+        /* a dropped watcher scheduled work (a future failed, connection_lost): poll without
+         * blocking so it runs now, not at the next unrelated wake-up */
+        loop->blocking = 0;
+        uv_stop(loop->uv);
+    }
     if (loop->blocking && loop->released == NULL) {
         loop->released = PyEval_SaveThread();
     }
