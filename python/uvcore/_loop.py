@@ -407,11 +407,24 @@ class Loop(LiveHandlesMixin, _uvcore.Loop, NetworkMixin, DatagramMixin, Subproce
     # ---- DNS: libuv's thread pool (csrc/dns.c) ------------------------------------------
 
     async def getaddrinfo(self, host, port, *, family=0, type=0, proto=0, flags=0):
+        # Numeric host and port: the answer is the C library's own, asked once on the loop
+        # thread (no lookup happens) and kept; no round trip through the thread pool.
+        key = _uvcore._addrinfo_key(host, port, family, type, proto, flags)
+        if key is not None:
+            infos = _numeric_answers.get(key)
+            if infos is not None and not self.get_debug():
+                return infos.copy()
         host_arg, port_arg = _addrinfo_args(host, port)
         if host_arg is None and port_arg is None:
             # libuv refuses this call; the C library answers it at once with EAI_NONAME
             return socket.getaddrinfo(host, port, family, type, proto, flags)
-        debug = self.get_debug()
+        debug = self.get_debug()  # debug mode logs every lookup, so it takes the full path
+        if key is not None and not debug and _is_numeric_lookup(host_arg, port_arg, flags):
+            infos = socket.getaddrinfo(host, port, family, type, proto, flags)
+            if len(_numeric_answers) >= _NUMERIC_ANSWERS_MAX:
+                _numeric_answers.clear()
+            _numeric_answers[key] = infos
+            return infos.copy()
         started = self.time() if debug else 0.0
         try:
             infos = await self._dns_lookup(
@@ -831,6 +844,32 @@ def _addrinfo_args(host, port):
     if port_arg is not None and b"\0" in port_arg:
         port_arg = port_arg.split(b"\0", 1)[0]
     return host_arg, port_arg
+
+
+# getaddrinfo answers for numeric hosts and ports, by _uvcore._addrinfo_key(...)
+_numeric_answers: dict = {}
+_NUMERIC_ANSWERS_MAX = 1024
+
+
+def _is_numeric_lookup(host_arg, port_arg, flags):
+    """True when the C library answers without any lookup and always alike: an IPv4/IPv6
+    literal (no %scope: interface names can change), a numeric or no port, and no
+    AI_ADDRCONFIG (which depends on the configured interfaces)."""
+    if host_arg is None or flags & socket.AI_ADDRCONFIG:
+        return False
+    if port_arg is not None and not (port_arg.isdigit() and port_arg.isascii()):
+        return False
+    try:
+        host = host_arg.decode("ascii")
+    except UnicodeDecodeError:
+        return False
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+        except OSError:
+            continue
+        return True
+    return False
 
 
 def _as_enum(value, enum):
