@@ -274,24 +274,32 @@ static void loop_on_prepare(uv_prepare_t *p)
     }
     uvc_stream_check_queued(loop);
     uvc_udp_check_queued(loop);
-    if (loop->ready_len > 0 && loop->blocking) {
-        /* a dropped watcher scheduled work (a future failed, connection_lost): poll without
-         * blocking so it runs now, not at the next unrelated wake-up */
+    if (loop->ready_len > 0 || loop->pending_exc != NULL) {
+        /* The checks above ran Python code that queued callbacks (a lost connection, a
+         * sock_* future failed with EBADF): libuv computes the poll timeout after this
+         * callback, so uv_stop makes the poll return at once instead of sleeping on them. */
         loop->blocking = 0;
-        uv_stop(loop->uv);
+        uv_stop(p->loop);
     }
     if (loop->blocking && loop->released == NULL) {
         loop->released = PyEval_SaveThread();
     }
 }
 
-static void loop_on_check(uv_check_t *c) { uvc_loop_acquire((UvcLoop *)c->data); }
+static void loop_on_check(uv_check_t *c)
+{
+    UvcLoop *loop = c->data;
+    uvc_loop_acquire(loop);
+    loop->io_callbacks--; /* runs every iteration: not I/O */
+}
 
 /* ---- one iteration --------------------------------------------------------------------- */
 
+/* Timed in debug mode (asyncio's slow-callback warning) and when telemetry asked for it;
+ * _log_slow_callback decides what a slow one becomes (a log line, a span or both). */
 static int loop_run_ready_handle(UvcLoop *loop, UvcHandle *h)
 {
-    if (!loop->debug) {
+    if (!(loop->debug | loop->timed)) {
         return uvc_handle_run(h);
     }
     double t0 = uvc_loop_time();
@@ -320,7 +328,11 @@ static int loop_run_ready_batch(UvcLoop *loop)
         if (h == NULL) {
             break;
         }
-        int r = h->cancelled ? 0 : loop_run_ready_handle(loop, h);
+        int r = 0;
+        if (!h->cancelled) {
+            loop->callbacks_run++;
+            r = loop_run_ready_handle(loop, h);
+        }
         uvc_handle_release(h);
         if (r < 0) {
             return -1;
@@ -382,6 +394,7 @@ static PyMethodDef loop_functions[] = {
  * also runs after stop() (non-blocking), so `call_soon(stop); run_forever()` handles I/O. */
 static int loop_run_once(UvcLoop *loop)
 {
+    loop->iterations++;
     if (loop_move_due_timers(loop) < 0 || loop_run_ready_batch(loop) < 0) {
         return -1;
     }
@@ -420,9 +433,22 @@ static int loop_run_once(UvcLoop *loop)
             return 0;
         }
     }
-    loop->blocking = timeout != 0;
-    uv_run(loop->uv, timeout == 0 ? UV_RUN_NOWAIT : UV_RUN_ONCE);
+    int polled = 0;
+    if (timeout != 0) {
+        /* Poll first without releasing the GIL: when I/O is already waiting (a busy
+         * connection), its callbacks run now and the GIL round trip of a blocking poll is
+         * saved; only when that finds nothing does the loop block with the GIL released. */
+        unsigned long seen = loop->io_callbacks;
+        uv_run(loop->uv, UV_RUN_NOWAIT);
+        polled = loop->io_callbacks != seen || loop->ready_len > 0 || loop->stopping ||
+                 loop->pending_exc != NULL;
+    }
+    if (!polled) {
+        loop->blocking = timeout != 0;
+        uv_run(loop->uv, timeout == 0 ? UV_RUN_NOWAIT : UV_RUN_ONCE);
+    }
     uvc_loop_acquire(loop);
+    loop->io_callbacks--;
     loop->blocking = 0;
     if (loop->fanout_dirty != NULL) {
         uvc_fanout_flush(loop); /* and the ones I/O callbacks queued, before the next poll */
@@ -1158,6 +1184,10 @@ static PyMethodDef loop_methods[] = {
     {"_run", (PyCFunction)loop_run, METH_NOARGS, "Run iterations until stop(); run_forever wraps this."},
     {"_close", (PyCFunction)loop_close_core, METH_NOARGS, "Release the libuv loop; close() wraps this."},
     {"_set_signal_wakeup", (PyCFunction)loop_set_signal_wakeup, METH_VARARGS, NULL},
+    {"_metrics", (PyCFunction)uvc_loop_metrics, METH_NOARGS,
+     "(iterations, callbacks_run, ready, timers, fd_watchers, active_handles, idle_time_ns or None)"},
+    {"_set_telemetry", (PyCFunction)uvc_loop_set_telemetry, METH_VARARGS,
+     "_set_telemetry(timed, idle_time): time ready callbacks; account idle time (cannot be undone)"},
     {"_clear_signal_wakeup", (PyCFunction)loop_clear_signal_wakeup, METH_NOARGS, NULL},
     {"stop", (PyCFunction)loop_stop, METH_NOARGS, "Stop the loop after the current batch of callbacks."},
     {"time", (PyCFunction)loop_time, METH_NOARGS, "The loop's monotonic clock, in seconds."},

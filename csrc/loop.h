@@ -40,6 +40,7 @@ typedef struct UvcLoop {
     uv_prepare_t *prepare;    /* releases the GIL just before a blocking poll */
     uv_check_t *check;        /* takes the GIL back right after the poll */
     PyThreadState *released;  /* non-NULL while the GIL is released by the loop */
+    unsigned long io_callbacks; /* libuv callbacks that reached Python (uvc_loop_acquire) */
 
     UvcHandle **ready;        /* ring buffer of strong references */
     Py_ssize_t ready_head, ready_len, ready_cap;
@@ -67,13 +68,18 @@ typedef struct UvcLoop {
 
     unsigned long thread_id;  /* thread running the loop, 0 when not running */
     int running, stopping, closed, debug, blocking;
+    int timed;                /* time ready callbacks for telemetry (loop_metrics.c) */
+    int idle_time;            /* libuv's idle-time accounting is on (loop_metrics.c) */
     double slow_callback_duration;
+    /* Counted always (one increment each), read by loop_metrics.c for telemetry. */
+    unsigned long long iterations, callbacks_run;
 } UvcLoop;
 
 /* Take the GIL back if the loop released it for a blocking poll. Every libuv callback that
  * touches Python objects calls this first. */
 static inline void uvc_loop_acquire(UvcLoop *loop)
 {
+    loop->io_callbacks++;
     if (loop->released != NULL) {
         PyThreadState *ts = loop->released;
         loop->released = NULL;
@@ -94,6 +100,10 @@ int uvc_loop_push_ready(UvcLoop *loop, UvcHandle *h);
 double uvc_loop_time(void);
 /* A TimerHandle in the loop's heap was cancelled (handle.c). */
 void uvc_loop_timer_cancelled(UvcLoop *loop, UvcHandle *h);
+
+/* loop_metrics.c: Loop._metrics(), Loop._set_telemetry(timed, idle_time) */
+PyObject *uvc_loop_metrics(UvcLoop *loop, PyObject *unused);
+PyObject *uvc_loop_set_telemetry(UvcLoop *loop, PyObject *args);
 
 /* handle.c */
 /* A new handle, tracked by the GC like any object. */

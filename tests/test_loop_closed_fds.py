@@ -10,6 +10,7 @@ import asyncio
 import errno
 import os
 import socket
+import threading
 
 import pytest
 
@@ -314,3 +315,61 @@ def test_datagram_transport_whose_socket_is_closed_under_it(loop):
         assert isinstance(exc, OSError) and exc.errno == errno.EBADF
 
     loop.run_until_complete(main())
+
+
+def _run_without_timers(loop, coro, guard=10):
+    """Run coro with no timer in the loop: only the awaited event can wake it. A thread
+    cancels it after `guard` seconds, which the test reports as the loop sleeping through
+    callbacks it had queued itself."""
+    task = loop.create_task(coro)
+    timer = threading.Timer(guard, lambda: loop.call_soon_threadsafe(task.cancel))
+    timer.start()
+    try:
+        return loop.run_until_complete(task)
+    except asyncio.CancelledError:
+        pytest.fail("the loop slept in its poll with callbacks ready (nothing else woke it)")
+    finally:
+        timer.cancel()
+        timer.join()
+
+
+@pytest.mark.parametrize("kind", ["stream", "datagram"])
+def test_loss_found_before_the_poll_is_delivered_without_another_wakeup(loop, kind):
+    # The loss is found right before libuv's poll, by code that queues connection_lost: the
+    # poll that follows must not block (it used to, until a timer or I/O woke the loop).
+    async def main():
+        if kind == "stream":
+            a, b = socket.socketpair()
+            transport, proto = await loop.create_connection(_Lost, sock=a)
+        else:
+            a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            a.bind(("127.0.0.1", 0))
+            b = None
+            transport, proto = await loop.create_datagram_endpoint(_Lost, sock=a)
+        await asyncio.sleep(0)
+        a.close()
+        transport.pause_reading()
+        transport.resume_reading()
+        exc = await proto.lost
+        if b is not None:
+            b.close()
+        return exc
+
+    exc = _run_without_timers(loop, main())
+    assert isinstance(exc, OSError) and exc.errno == errno.EBADF
+
+
+def test_sock_recv_failed_before_the_poll_wakes_its_task_without_another_wakeup(loop):
+    async def main():
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        with b:
+            task = asyncio.ensure_future(loop.sock_recv(a, 10))
+            await asyncio.sleep(0)  # the watcher is started: libuv adds it at the next poll
+            a.close()
+            with pytest.raises(OSError) as info:
+                await task
+            return info.value
+
+    exc = _run_without_timers(loop, main())
+    assert exc.errno == errno.EBADF

@@ -56,6 +56,7 @@ class Loop(LiveHandlesMixin, _uvcore.Loop, NetworkMixin, DatagramMixin, Subproce
         self._asyncgens_shutdown_called = False
         self._signal_handlers = {}
         self._signal_sockets = None
+        self._saved_wakeup_fd = None  # the wake-up fd to give back while ours is installed
         self._fd_waiters = {}  # watcher handle -> the sock_* future it completes
         self._coroutine_origin_tracking_enabled = False
         self._coroutine_origin_tracking_saved_depth = None
@@ -88,13 +89,13 @@ class Loop(LiveHandlesMixin, _uvcore.Loop, NetworkMixin, DatagramMixin, Subproce
         sys.set_asyncgen_hooks(
             firstiter=self._asyncgen_firstiter_hook, finalizer=self._asyncgen_finalizer_hook
         )
-        old_wakeup = self._install_signal_wakeup()
+        self._install_signal_wakeup()
         events._set_running_loop(self)
         try:
             self._run()
         finally:
             events._set_running_loop(None)
-            self._restore_signal_wakeup(old_wakeup)
+            self._after_run_signal_wakeup()
             self._set_coroutine_origin_tracking(False)
             sys.set_asyncgen_hooks(*old_hooks)
 
@@ -130,6 +131,7 @@ class Loop(LiveHandlesMixin, _uvcore.Loop, NetworkMixin, DatagramMixin, Subproce
             logger.debug("Close %r", self)
         for sig in list(self._signal_handlers):
             self.remove_signal_handler(sig)
+        self._release_signal_wakeup()
         self._close()
         if self._signal_sockets is not None:
             for s in self._signal_sockets:
@@ -172,19 +174,29 @@ class Loop(LiveHandlesMixin, _uvcore.Loop, NetworkMixin, DatagramMixin, Subproce
         # Called from the C method (which has no Python frame): frame 1 is its caller.
         handle._source_traceback = traceback.extract_stack(sys._getframe(1))
 
+    # uvcore.otel's LoopTelemetry while the loop is instrumented (slow callbacks and
+    # unhandled exceptions become spans); None costs one attribute read on cold paths.
+    _uvc_telemetry = None
+
     def _log_slow_callback(self, handle, seconds):
         # asyncio's text (base_events._format_handle): a task's step names the Task
         owner = getattr(handle._callback, "__self__", None)
         what = repr(owner) if isinstance(owner, tasks.Task) else str(handle)
-        logger.warning("Executing %s took %.3f seconds", what, seconds)
+        telemetry = self._uvc_telemetry
+        if telemetry is not None:
+            telemetry._slow_callback(what, seconds)
+        if self.get_debug():
+            logger.warning("Executing %s took %.3f seconds", what, seconds)
 
     # ---- signals ---------------------------------------------------------------------
 
     def _install_signal_wakeup(self, retry=True):
         """Route signals through a socketpair libuv polls, so Ctrl+C and add_signal_handler
-        work while the loop blocks. Main thread only, as Python's signal module requires."""
+        work while the loop blocks. Main thread only, as Python's signal module requires.
+        The wake-up fd found before ours is kept in _saved_wakeup_fd and given back by
+        _release_signal_wakeup: a loop must never leave its own (soon closed) socket installed."""
         if threading.current_thread() is not threading.main_thread():
-            return None
+            return
         if self._signal_sockets is None:
             rsock, wsock = socket.socketpair()
             rsock.setblocking(False)
@@ -194,29 +206,44 @@ class Loop(LiveHandlesMixin, _uvcore.Loop, NetworkMixin, DatagramMixin, Subproce
         try:
             old = signal.set_wakeup_fd(wsock.fileno(), warn_on_full_buffer=False)
         except (ValueError, OSError):
-            return None
+            return
+        if self._saved_wakeup_fd is None:
+            self._saved_wakeup_fd = old
         try:
             self._set_signal_wakeup(rsock.fileno(), self._dispatch_signals)
         except OSError:
             # Our socketpair was closed behind our back (e.g. by os.closerange), its numbers
             # perhaps reused: forget it without closing those numbers again, start afresh.
-            signal.set_wakeup_fd(old)
+            self._release_signal_wakeup()
             for s in self._signal_sockets:
                 s.detach()
             self._signal_sockets = None
             if not retry:
                 raise
-            return self._install_signal_wakeup(retry=False)
-        return old
+            self._install_signal_wakeup(retry=False)
 
-    def _restore_signal_wakeup(self, old):
-        if old is None:
-            return
+    def _release_signal_wakeup(self):
+        """Stop polling our socketpair and give back the wake-up fd we found (if ours is in)."""
         self._clear_signal_wakeup()
+        saved, self._saved_wakeup_fd = self._saved_wakeup_fd, None
+        if saved is None:
+            return
         try:
-            signal.set_wakeup_fd(old)
+            signal.set_wakeup_fd(saved)
         except (ValueError, OSError):
-            pass
+            # the fd we found was closed meanwhile: leave none rather than a stale one
+            try:
+                signal.set_wakeup_fd(-1)
+            except ValueError:
+                pass
+
+    def _after_run_signal_wakeup(self):
+        # Signal handlers added with add_signal_handler keep our socket installed between
+        # runs, so their signals are not lost; otherwise the previous fd comes back.
+        if self._signal_handlers:
+            self._clear_signal_wakeup()
+        else:
+            self._release_signal_wakeup()
 
     def _dispatch_signals(self, data: bytes):
         for signum in data:
@@ -270,6 +297,8 @@ class Loop(LiveHandlesMixin, _uvcore.Loop, NetworkMixin, DatagramMixin, Subproce
             if exc.errno == errno.EINVAL:
                 raise RuntimeError(f"sig {sig:d} cannot be caught")
             raise
+        if not self._signal_handlers and not self.is_running():
+            self._release_signal_wakeup()
         return True
 
     # ---- exceptions ------------------------------------------------------------------
@@ -311,6 +340,9 @@ class Loop(LiveHandlesMixin, _uvcore.Loop, NetworkMixin, DatagramMixin, Subproce
 
     def call_exception_handler(self, context):
         """Pass context to the custom handler if one is set, else to the default handler."""
+        telemetry = self._uvc_telemetry
+        if telemetry is not None:
+            telemetry._unhandled_exception(context)
         if self._exception_handler is None:
             try:
                 self.default_exception_handler(context)
