@@ -424,7 +424,10 @@ static void stream_lose_fd(UvcStream *t)
     if (!t->pipe_mode) {
         uvc_detach_socket(t->sock);
     }
-    if (!t->closing && !t->conn_lost) {
+    /* Also when close() already started: it waits for queued writes, which can never go out
+     * on a forgotten fd, so only this ends the connection (asyncio's write error during a
+     * close is fatal the same way). */
+    if (!t->conn_lost) {
         stream_fatal_uv_error(t, UV_EBADF, t->pipe_mode ? "Fatal error on pipe transport"
                                                         : "Fatal error on socket transport");
     }
