@@ -16,7 +16,6 @@ import os
 import socket
 import sys
 import time
-import urllib.error
 import urllib.request
 from typing import Any, Dict, List
 
