@@ -255,7 +255,14 @@ static void loop_compact_timers(UvcLoop *loop)
 /* The timer only bounds the poll; run_once moves due TimerHandles itself. It can fire in the
  * timers phase *before* the poll (when the batch of callbacks took longer than the timeout);
  * uv_stop then makes this uv_run's poll non-blocking instead of waiting forever. */
-static void loop_on_timer(uv_timer_t *t) { uv_stop(t->loop); }
+/* The timer bounds a poll. It may also fire in the GIL-held non-blocking poll that comes
+ * first (the deadline passed meanwhile): counting it as a callback tells that poll it found
+ * something, so the loop does not go on to block with no timer left armed. */
+static void loop_on_timer(uv_timer_t *t)
+{
+    ((UvcLoop *)t->data)->io_callbacks++;
+    uv_stop(t->loop);
+}
 static void loop_on_wakeup(uv_async_t *a) { (void)a; }
 
 static void loop_check_signal_poll(UvcLoop *loop);
