@@ -90,7 +90,7 @@ VALGRIND_TESTS ?= tests/test_loop_basics.py tests/test_loop_dns.py tests/test_qu
 valgrind: build
 	@command -v valgrind >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get install -y -qq valgrind; }
-	PYTHONMALLOC=malloc valgrind --tool=memcheck --error-exitcode=99 --leak-check=no \
+	PYTHONMALLOC=malloc UVCORE_VALGRIND=1 valgrind --tool=memcheck --error-exitcode=99 --leak-check=no \
 	  --suppressions=.ci/valgrind-python.supp --num-callers=30 \
 	  $(PY) -m pytest -q -p no:cacheprovider -m "not slow" -o timeout=1800 $(VALGRIND_TESTS) $(PYTEST_ARGS)
 
