@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <netdb.h>
+#include <limits.h>
 #include <string.h>
 
 /* Ownership: while its libuv request is in flight the DnsRequest holds a reference to itself
@@ -408,7 +409,59 @@ static PyType_Spec dns_request_spec = {
     .slots = dns_request_slots,
 };
 
+/* _addrinfo_key(host, port, family, type, proto, flags): the key under which the Python layer
+ * keeps the answers for numeric hosts, or None for arguments it must not cache (and leaves
+ * to the full path, which also raises socket's errors): host a str or bytes, port an int, str,
+ * bytes or None, the rest ints. Type-exact on host and port, so 80 and "80", "::1" and
+ * b"::1", or a float port never share an entry. In C because it runs on every call. */
+static PyObject *dns_addrinfo_key(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "_addrinfo_key() takes 6 arguments");
+        return NULL;
+    }
+    PyObject *host = args[0], *port = args[1];
+    if (!PyUnicode_CheckExact(host) && !PyBytes_CheckExact(host)) {
+        Py_RETURN_NONE;
+    }
+    if (!Py_IsNone(port) && !PyLong_CheckExact(port) && !PyUnicode_CheckExact(port) &&
+        !PyBytes_CheckExact(port)) {
+        Py_RETURN_NONE;
+    }
+    PyObject *key = PyTuple_New(6);
+    if (key == NULL) {
+        return NULL;
+    }
+    PyTuple_SET_ITEM(key, 0, Py_NewRef(host));
+    PyTuple_SET_ITEM(key, 1, Py_NewRef(port));
+    for (int i = 2; i < 6; i++) {
+        if (!PyLong_Check(args[i])) {
+            Py_DECREF(key);
+            Py_RETURN_NONE;
+        }
+        int overflow;
+        long v = PyLong_AsLongAndOverflow(args[i], &overflow);
+        if (overflow || v < INT_MIN || v > INT_MAX) {
+            Py_DECREF(key);
+            Py_RETURN_NONE;
+        }
+        if (v == -1 && PyErr_Occurred()) {
+            Py_DECREF(key);
+            return NULL;
+        }
+        /* plain ints: an IntEnum member and its value are one key, as socket sees them */
+        PyObject *n = PyLong_FromLong(v);
+        if (n == NULL) {
+            Py_DECREF(key);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(key, i, n);
+    }
+    return key;
+}
+
 static PyMethodDef dns_functions[] = {
+    {"_addrinfo_key", (PyCFunction)(void (*)(void))dns_addrinfo_key, METH_FASTCALL, NULL},
     {"_getaddrinfo", dns_getaddrinfo, METH_VARARGS, NULL},
     {"_getnameinfo", dns_getnameinfo, METH_VARARGS, NULL},
     {NULL},

@@ -3,21 +3,75 @@
  * asyncio reports them. TimerHandle adds a deadline and its place in the loop's heap. */
 #include "loop.h"
 
+/* GC and allocation. call_soon/call_later make a handle per call and most live only while
+ * the loop's ready queue or timer heap holds them, so the per-handle cost is what the
+ * collector and the allocator add:
+ * - Dead handles of our two exact types go on a freelist in the module state and are reused.
+ * - A queued handle (uvc_handle_new_queued) is not tracked: while the queue holds the only
+ *   reference, the loop's tp_traverse visits what the handle holds as if the loop held it
+ *   (exact, so a cycle through an unreachable loop is still collected). When the caller also
+ *   kept the handle, the collector sees its references as coming from outside: what it holds
+ *   stays alive while it is queued, which it would anyway since the loop will run it. When it
+ *   leaves the queue still referenced elsewhere, uvc_handle_release() tracks it, so cycles
+ *   through it (an object keeping its own TimerHandle) are collected as before.
+ * - The contextvars.Context copied for a handle without context= is private to the handle
+ *   and untracked too; the handle's traverse visits its contents while the handle holds the
+ *   only reference, and it is tracked the moment it escapes (get_context()). */
+#define UVC_HANDLE_FREELIST_MAX 512
+
+static void handle_clear_args(UvcHandle *h)
+{
+    if (h->argtuple != NULL) {
+        Py_CLEAR(h->argtuple);
+    } else {
+        for (Py_ssize_t i = 0; i < h->nargs; i++) {
+            Py_CLEAR(h->inline_args[i]);
+        }
+    }
+    h->nargs = 0;
+    h->argv = h->inline_args;
+}
+
 static int handle_traverse(UvcHandle *h, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(h));
     Py_VISIT(h->callback);
-    Py_VISIT(h->args);
-    Py_VISIT(h->context);
+    if (h->argtuple != NULL) {
+        Py_VISIT(h->argtuple);
+    } else {
+        for (Py_ssize_t i = 0; i < h->nargs; i++) {
+            Py_VISIT(h->inline_args[i]);
+        }
+    }
+    if (h->context != NULL && h->own_context && Py_REFCNT(h->context) == 1 &&
+        !PyObject_GC_IsTracked(h->context)) {
+        int r = Py_TYPE(h->context)->tp_traverse(h->context, visit, arg);
+        if (r != 0) {
+            return r;
+        }
+    } else {
+        Py_VISIT(h->context);
+    }
     Py_VISIT(h->loop);
     Py_VISIT(h->source_traceback);
     return 0;
 }
 
+/* Our private context copy is about to be shared (or outlive us): let the GC see it. */
+static void handle_expose_context(UvcHandle *h)
+{
+    if (h->context != NULL && h->own_context && !PyObject_GC_IsTracked(h->context)) {
+        PyObject_GC_Track(h->context);
+    }
+    h->own_context = 0;
+}
+
 static int handle_clear(UvcHandle *h)
 {
     Py_CLEAR(h->callback);
-    Py_CLEAR(h->args);
+    handle_clear_args(h);
+    /* tracked again before our reference goes: the Context's dealloc expects it tracked */
+    handle_expose_context(h);
     Py_CLEAR(h->context);
     Py_CLEAR(h->loop);
     Py_CLEAR(h->source_traceback);
@@ -32,46 +86,139 @@ static void handle_dealloc(UvcHandle *h)
         PyObject_ClearWeakRefs((PyObject *)h);
     }
     handle_clear(h);
-    tp->tp_free(h);
+    uvc_state *st = h->st;
+    if (st != NULL && (tp == st->HandleType || tp == st->TimerHandleType) &&
+        st->handle_numfree < UVC_HANDLE_FREELIST_MAX) {
+        h->callback = (PyObject *)st->handle_freelist;
+        st->handle_freelist = h;
+        st->handle_numfree++;
+    } else {
+        tp->tp_free(h);
+    }
     Py_DECREF(tp);
+}
+
+void uvc_handle_freelist_clear(uvc_state *st)
+{
+    while (st->handle_freelist != NULL) {
+        UvcHandle *h = st->handle_freelist;
+        st->handle_freelist = (UvcHandle *)h->callback;
+        PyObject_GC_Del(h);
+    }
+    st->handle_numfree = 0;
+}
+
+/* An untracked handle with every field set, or NULL with an exception set. */
+static UvcHandle *handle_make(uvc_state *st, PyTypeObject *tp, PyObject *loop, PyObject *callback,
+                              PyObject *const *args, Py_ssize_t nargs, PyObject *context)
+{
+    PyObject *argtuple = NULL;
+    if (nargs > UVC_HANDLE_INLINE_ARGS) {
+        argtuple = PyTuple_New(nargs);
+        if (argtuple == NULL) {
+            return NULL;
+        }
+        for (Py_ssize_t i = 0; i < nargs; i++) {
+            PyTuple_SET_ITEM(argtuple, i, Py_NewRef(args[i]));
+        }
+    }
+    int own_context = 0;
+    if (context == NULL || context == Py_None) {
+        context = PyContext_CopyCurrent();
+        if (context == NULL) {
+            Py_XDECREF(argtuple);
+            return NULL;
+        }
+        /* a fresh copy only this handle references: see the comment at the top */
+        PyObject_GC_UnTrack(context);
+        own_context = 1;
+    } else {
+        Py_INCREF(context);
+    }
+    UvcHandle *h = st->handle_freelist;
+    if (h != NULL && (tp == st->HandleType || tp == st->TimerHandleType)) {
+        st->handle_freelist = (UvcHandle *)h->callback;
+        st->handle_numfree--;
+        PyObject_Init((PyObject *)h, tp);
+    } else {
+        h = PyObject_GC_New(UvcHandle, tp);
+        if (h == NULL) {
+            Py_XDECREF(argtuple);
+            Py_DECREF(context);
+            return NULL;
+        }
+    }
+    h->callback = Py_NewRef(callback);
+    h->nargs = nargs;
+    h->argtuple = argtuple;
+    if (argtuple != NULL) {
+        h->argv = &PyTuple_GET_ITEM(argtuple, 0);
+    } else {
+        h->argv = h->inline_args;
+        for (Py_ssize_t i = 0; i < nargs; i++) {
+            h->inline_args[i] = Py_NewRef(args[i]);
+        }
+    }
+    h->context = context;
+    h->own_context = own_context;
+    h->loop = Py_NewRef(loop);
+    h->source_traceback = NULL;
+    h->weakreflist = NULL;
+    h->st = st;
+    h->cancelled = 0;
+    h->when = 0;
+    h->seq = 0;
+    h->scheduled = 0;
+    return h;
 }
 
 UvcHandle *uvc_handle_new(uvc_state *st, PyTypeObject *tp, PyObject *loop, PyObject *callback,
                           PyObject *const *args, Py_ssize_t nargs, PyObject *context)
 {
-    PyObject *argtuple = PyTuple_New(nargs);
-    if (argtuple == NULL) {
-        return NULL;
+    UvcHandle *h = handle_make(st, tp, loop, callback, args, nargs, context);
+    if (h != NULL) {
+        PyObject_GC_Track(h);
     }
-    for (Py_ssize_t i = 0; i < nargs; i++) {
-        PyTuple_SET_ITEM(argtuple, i, Py_NewRef(args[i]));
-    }
-    UvcHandle *h = PyObject_GC_New(UvcHandle, tp);
-    if (h == NULL) {
-        Py_DECREF(argtuple);
-        return NULL;
-    }
-    h->callback = Py_NewRef(callback);
-    h->args = argtuple;
-    h->loop = Py_NewRef(loop);
-    h->source_traceback = NULL;
-    h->weakreflist = NULL;
-    h->cancelled = 0;
-    h->when = 0;
-    h->seq = 0;
-    h->scheduled = 0;
-    if (context == NULL || context == Py_None) {
-        h->context = PyContext_CopyCurrent();
-        if (h->context == NULL) {
-            h->context = NULL;
-            Py_DECREF(h);
-            return NULL;
-        }
-    } else {
-        h->context = Py_NewRef(context);
-    }
-    PyObject_GC_Track(h);
     return h;
+}
+
+UvcHandle *uvc_handle_new_queued(uvc_state *st, PyTypeObject *tp, PyObject *loop,
+                                 PyObject *callback, PyObject *const *args, Py_ssize_t nargs,
+                                 PyObject *context)
+{
+    return handle_make(st, tp, loop, callback, args, nargs, context);
+}
+
+void uvc_handle_release(UvcHandle *h)
+{
+    if (Py_REFCNT(h) > 1 && !PyObject_GC_IsTracked((PyObject *)h)) {
+        PyObject_GC_Track(h);
+    }
+    Py_DECREF(h);
+}
+
+int uvc_handle_traverse_queued(UvcHandle *h, visitproc visit, void *arg)
+{
+    if (PyObject_GC_IsTracked((PyObject *)h)) {
+        Py_VISIT(h);
+        return 0;
+    }
+    if (Py_REFCNT(h) == 1) {
+        return handle_traverse(h, visit, arg);
+    }
+    return 0; /* also held elsewhere: its references count as external while it is queued */
+}
+
+PyObject *uvc_handle_args_tuple(UvcHandle *h)
+{
+    if (h->argtuple != NULL) {
+        return Py_NewRef(h->argtuple);
+    }
+    PyObject *t = PyTuple_New(h->nargs);
+    for (Py_ssize_t i = 0; t != NULL && i < h->nargs; i++) {
+        PyTuple_SET_ITEM(t, i, Py_NewRef(h->inline_args[i]));
+    }
+    return t;
 }
 
 /* Python-level constructor, for code that builds handles itself (tests do). */
@@ -131,19 +278,25 @@ static PyObject *format_callback(UvcHandle *h)
     if (fn == NULL) {
         return NULL;
     }
+    PyObject *args = uvc_handle_args_tuple(h);
+    if (args == NULL) {
+        Py_DECREF(fn);
+        return NULL;
+    }
     PyObject *s = NULL;
 #if PY_VERSION_HEX >= 0x030D0000
     PyObject *debug = PyObject_CallMethod(h->loop, "get_debug", NULL);
     if (debug != NULL) {
-        PyObject *stack[3] = {h->callback, h->args, debug};
+        PyObject *stack[3] = {h->callback, args, debug};
         PyObject *kw = Py_BuildValue("(s)", "debug");
         s = kw ? PyObject_Vectorcall(fn, stack, 2, kw) : NULL;
         Py_XDECREF(kw);
         Py_DECREF(debug);
     }
 #else
-    s = PyObject_CallFunctionObjArgs(fn, h->callback, h->args, NULL);
+    s = PyObject_CallFunctionObjArgs(fn, h->callback, args, NULL);
 #endif
+    Py_DECREF(args);
     Py_DECREF(fn);
     return s;
 }
@@ -199,8 +352,7 @@ int uvc_handle_run(UvcHandle *h)
     if (PyContext_Enter(h->context) < 0) {
         goto error;
     }
-    PyObject *res = PyObject_Vectorcall(h->callback, &PyTuple_GET_ITEM(h->args, 0),
-                                        PyTuple_GET_SIZE(h->args), NULL);
+    PyObject *res = PyObject_Vectorcall(h->callback, h->argv, h->nargs, NULL);
     if (PyContext_Exit(h->context) < 0) {
         Py_XDECREF(res);
         goto error;
@@ -239,33 +391,32 @@ static PyObject *handle_cancel(UvcHandle *h, PyObject *unused)
         Py_RETURN_NONE;
     }
     h->cancelled = 1;
-    uvc_state *st = uvc_state_from_type(Py_TYPE(h));
-    if (st == NULL) {
-        return NULL;
-    }
+    uvc_state *st = h->st;
     int debug = 0;
-    if (PyObject_TypeCheck(h->loop, st->LoopType)) {
+    if (st != NULL && st->LoopType != NULL && h->loop != NULL &&
+        PyObject_TypeCheck(h->loop, st->LoopType)) {
         UvcLoop *loop = (UvcLoop *)h->loop;
-        if (h->scheduled) {
-            loop->timers_cancelled++;
-        }
         debug = loop->debug;
+        if (h->scheduled) {
+            uvc_loop_timer_cancelled(loop, h);
+        }
     }
     /* Drop the references early, as asyncio does, so a cancelled timer keeps nothing alive
      * while it waits in the heap; debug mode keeps them for the repr. */
     if (!debug) {
         Py_CLEAR(h->callback);
-        Py_SETREF(h->args, PyTuple_New(0));
-        if (h->args == NULL) {
-            return NULL;
-        }
+        handle_clear_args(h);
     }
     Py_RETURN_NONE;
 }
 
 static PyObject *handle_cancelled(UvcHandle *h, PyObject *unused) { return PyBool_FromLong(h->cancelled); }
 
-static PyObject *handle_get_context(UvcHandle *h, PyObject *unused) { return Py_NewRef(h->context); }
+static PyObject *handle_get_context(UvcHandle *h, PyObject *unused)
+{
+    handle_expose_context(h);
+    return Py_NewRef(h->context);
+}
 
 static PyObject *handle_py_run(UvcHandle *h, PyObject *unused)
 {
@@ -326,7 +477,11 @@ static PyObject *timer_richcompare(UvcHandle *a, PyObject *other, int op)
                 return NULL;
             }
             if (r) {
-                r = PyObject_RichCompareBool(a->args, b->args, Py_EQ);
+                PyObject *aa = uvc_handle_args_tuple(a);
+                PyObject *ba = aa ? uvc_handle_args_tuple(b) : NULL;
+                r = ba ? PyObject_RichCompareBool(aa, ba, Py_EQ) : -1;
+                Py_XDECREF(aa);
+                Py_XDECREF(ba);
                 if (r < 0) {
                     return NULL;
                 }
@@ -350,7 +505,7 @@ static Py_hash_t timer_hash(UvcHandle *h)
 }
 
 static PyObject *handle_get_callback(UvcHandle *h, void *c) { return Py_NewRef(h->callback ? h->callback : Py_None); }
-static PyObject *handle_get_args(UvcHandle *h, void *c) { return Py_NewRef(h->args); }
+static PyObject *handle_get_args(UvcHandle *h, void *c) { return uvc_handle_args_tuple(h); }
 static PyObject *handle_get_loop(UvcHandle *h, void *c) { return Py_NewRef(h->loop); }
 static PyObject *handle_get_cancelled(UvcHandle *h, void *c) { return PyBool_FromLong(h->cancelled); }
 static PyObject *handle_get_tb(UvcHandle *h, void *c)

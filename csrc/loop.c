@@ -204,6 +204,21 @@ static UvcHandle *loop_pop_timer(UvcLoop *loop)
     return top;
 }
 
+/* A cancelled timer that is the heap's last slot is a leaf and leaves at once: that is where
+ * call_later(...).cancel() puts it when its deadline is the latest (a timeout cancelled
+ * before it fires), so the heap does not fill with dead entries. Others wait in the heap
+ * until they reach the top or the heap is compacted. */
+void uvc_loop_timer_cancelled(UvcLoop *loop, UvcHandle *h)
+{
+    if (loop->timers_len > 0 && loop->timers[loop->timers_len - 1] == h) {
+        loop->timers_len--;
+        h->scheduled = 0;
+        uvc_handle_release(h);
+        return;
+    }
+    loop->timers_cancelled++;
+}
+
 /* When most of the heap is cancelled timers (a server cancelling its timeouts), rebuild it
  * so memory does not grow with cancelled entries, as asyncio does. The dropped handles are
  * released only once the heap is whole again: a release can run Python code (a weakref
@@ -230,7 +245,7 @@ static void loop_compact_timers(UvcLoop *loop)
         heap_sift_down(loop->timers, n, i);
     }
     for (Py_ssize_t i = 0; i < ndropped; i++) {
-        Py_DECREF(dropped[i]);
+        uvc_handle_release(dropped[i]);
     }
     PyMem_Free(dropped);
 }
@@ -257,18 +272,34 @@ static void loop_on_prepare(uv_prepare_t *p)
     if (loop->sig_started) {
         loop_check_signal_poll(loop);
     }
+    uvc_stream_check_queued(loop);
+    uvc_udp_check_queued(loop);
+    if (loop->ready_len > 0 || loop->pending_exc != NULL) {
+        /* The checks above ran Python code that queued callbacks (a lost connection, a
+         * sock_* future failed with EBADF): libuv computes the poll timeout after this
+         * callback, so uv_stop makes the poll return at once instead of sleeping on them. */
+        loop->blocking = 0;
+        uv_stop(p->loop);
+    }
     if (loop->blocking && loop->released == NULL) {
         loop->released = PyEval_SaveThread();
     }
 }
 
-static void loop_on_check(uv_check_t *c) { uvc_loop_acquire((UvcLoop *)c->data); }
+static void loop_on_check(uv_check_t *c)
+{
+    UvcLoop *loop = c->data;
+    uvc_loop_acquire(loop);
+    loop->io_callbacks--; /* runs every iteration: not I/O */
+}
 
 /* ---- one iteration --------------------------------------------------------------------- */
 
+/* Timed in debug mode (asyncio's slow-callback warning) and when telemetry asked for it;
+ * _log_slow_callback decides what a slow one becomes (a log line, a span or both). */
 static int loop_run_ready_handle(UvcLoop *loop, UvcHandle *h)
 {
-    if (!loop->debug) {
+    if (!(loop->debug | loop->timed)) {
         return uvc_handle_run(h);
     }
     double t0 = uvc_loop_time();
@@ -297,8 +328,12 @@ static int loop_run_ready_batch(UvcLoop *loop)
         if (h == NULL) {
             break;
         }
-        int r = h->cancelled ? 0 : loop_run_ready_handle(loop, h);
-        Py_DECREF(h);
+        int r = 0;
+        if (!h->cancelled) {
+            loop->callbacks_run++;
+            r = loop_run_ready_handle(loop, h);
+        }
+        uvc_handle_release(h);
         if (r < 0) {
             return -1;
         }
@@ -318,13 +353,39 @@ static int loop_move_due_timers(UvcLoop *loop)
         if (h->cancelled) {
             loop->timers_cancelled--;
         } else if (uvc_loop_push_ready(loop, h) < 0) {
-            Py_DECREF(h);
+            uvc_handle_release(h);
             return -1;
         }
-        Py_DECREF(h);
+        uvc_handle_release(h);
     }
     return 0;
 }
+
+/* With callbacks ready, a non-blocking uv_run only polls. When libuv has nothing that could
+ * report — no active handle but the wakeup async, no request in flight (writes, DNS), nothing
+ * closing, no signal for a loop handler noted — that poll is an epoll_wait system call that
+ * cannot find anything: skip it. Other threads need no poll either: call_soon_threadsafe puts its handle
+ * on the ready queue itself (under the GIL), the async only interrupts a blocking poll. */
+static int loop_nothing_to_poll(UvcLoop *loop)
+{
+    uv_loop_t *uv = loop->uv;
+    return uv->active_handles == 1 && uv->active_reqs.count == 0 && uv->closing_handles == NULL &&
+           !loop->st->signal_pending && uv_is_active((uv_handle_t *)loop->wakeup);
+}
+
+/* _note_signal(): the Python-level handler of signals with a loop handler calls this (in the
+ * main thread, from the interpreter's signal check); the next iteration then polls the
+ * signal wakeup socket even when it would skip the poll. */
+static PyObject *loop_note_signal(PyObject *module, PyObject *unused)
+{
+    uvc_state_of_module(module)->signal_pending = 1;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef loop_functions[] = {
+    {"_note_signal", loop_note_signal, METH_NOARGS, NULL},
+    {NULL},
+};
 
 /* One iteration: due timers join the ready queue, the ready batch runs, then the poll.
  * The batch comes first because libuv runs I/O callbacks directly in the poll: callbacks
@@ -333,6 +394,7 @@ static int loop_move_due_timers(UvcLoop *loop)
  * also runs after stop() (non-blocking), so `call_soon(stop); run_forever()` handles I/O. */
 static int loop_run_once(UvcLoop *loop)
 {
+    loop->iterations++;
     if (loop_move_due_timers(loop) < 0 || loop_run_ready_batch(loop) < 0) {
         return -1;
     }
@@ -343,7 +405,7 @@ static int loop_run_once(UvcLoop *loop)
     while (loop->timers_len > 0 && loop->timers[0]->cancelled) {
         UvcHandle *h = loop_pop_timer(loop);
         loop->timers_cancelled--;
-        Py_DECREF(h);
+        uvc_handle_release(h);
     }
     if (loop->timers_cancelled > 100 && loop->timers_cancelled * 2 > loop->timers_len) {
         loop_compact_timers(loop);
@@ -362,10 +424,31 @@ static int loop_run_once(UvcLoop *loop)
         uv_timer_start(loop->timer, loop_on_timer, (uint64_t)timeout, 0);
     } else {
         uv_timer_stop(loop->timer);
+        if (timeout == 0 && !loop->stopping && loop_nothing_to_poll(loop)) {
+            /* what the signal wakeup would have done: run Python-level signal handlers (the
+             * interpreter does too, but only between bytecodes; callbacks may all be C) */
+            if (PyErr_CheckSignals() < 0) {
+                return -1;
+            }
+            return 0;
+        }
     }
-    loop->blocking = timeout != 0;
-    uv_run(loop->uv, timeout == 0 ? UV_RUN_NOWAIT : UV_RUN_ONCE);
+    int polled = 0;
+    if (timeout != 0) {
+        /* Poll first without releasing the GIL: when I/O is already waiting (a busy
+         * connection), its callbacks run now and the GIL round trip of a blocking poll is
+         * saved; only when that finds nothing does the loop block with the GIL released. */
+        unsigned long seen = loop->io_callbacks;
+        uv_run(loop->uv, UV_RUN_NOWAIT);
+        polled = loop->io_callbacks != seen || loop->ready_len > 0 || loop->stopping ||
+                 loop->pending_exc != NULL;
+    }
+    if (!polled) {
+        loop->blocking = timeout != 0;
+        uv_run(loop->uv, timeout == 0 ? UV_RUN_NOWAIT : UV_RUN_ONCE);
+    }
     uvc_loop_acquire(loop);
+    loop->io_callbacks--;
     loop->blocking = 0;
     if (loop->fanout_dirty != NULL) {
         uvc_fanout_flush(loop); /* and the ones I/O callbacks queued, before the next poll */
@@ -494,8 +577,8 @@ static PyObject *loop_schedule_soon(UvcLoop *self, const char *name, PyObject *c
     if (self->debug && loop_debug_checks(self, name, args[0]) < 0) {
         return NULL;
     }
-    UvcHandle *h = uvc_handle_new(self->st, self->st->HandleType, (PyObject *)self, args[0],
-                                  args + 1, nargs - 1, context);
+    UvcHandle *h = uvc_handle_new_queued(self->st, self->st->HandleType, (PyObject *)self,
+                                         args[0], args + 1, nargs - 1, context);
     if (h == NULL) {
         return NULL;
     }
@@ -543,8 +626,8 @@ static PyObject *loop_schedule_at(UvcLoop *self, const char *name, double when, 
     if (self->debug && loop_debug_checks(self, name, args[1]) < 0) {
         return NULL;
     }
-    UvcHandle *h = uvc_handle_new(self->st, self->st->TimerHandleType, (PyObject *)self, args[1],
-                                  args + 2, nargs - 2, context);
+    UvcHandle *h = uvc_handle_new_queued(self->st, self->st->TimerHandleType, (PyObject *)self,
+                                         args[1], args + 2, nargs - 2, context);
     if (h == NULL) {
         return NULL;
     }
@@ -721,6 +804,7 @@ static void loop_on_signal_wakeup(uv_poll_t *p, int status, int events)
 {
     UvcLoop *loop = p->data;
     uvc_loop_acquire(loop);
+    loop->st->signal_pending = 0;
     char buf[256];
     PyObject *nums = PyBytes_FromStringAndSize(NULL, 0);
     for (;;) {
@@ -833,12 +917,12 @@ static void loop_clear_queues(UvcLoop *self)
 {
     UvcHandle *h;
     while ((h = loop_pop_ready(self)) != NULL) {
-        Py_DECREF(h);
+        uvc_handle_release(h);
     }
     while (self->timers_len > 0) {
         h = self->timers[--self->timers_len];
         h->scheduled = 0;
-        Py_DECREF(h);
+        uvc_handle_release(h);
     }
     self->timers_cancelled = 0;
 }
@@ -964,11 +1048,19 @@ static int loop_traverse(UvcLoop *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->module);
+    /* queued handles are mostly untracked: handle.c explains how they are visited */
     for (Py_ssize_t i = 0; i < self->ready_len; i++) {
-        Py_VISIT(self->ready[(self->ready_head + i) % self->ready_cap]);
+        int r = uvc_handle_traverse_queued(self->ready[(self->ready_head + i) % self->ready_cap],
+                                           visit, arg);
+        if (r != 0) {
+            return r;
+        }
     }
     for (Py_ssize_t i = 0; i < self->timers_len; i++) {
-        Py_VISIT(self->timers[i]);
+        int r = uvc_handle_traverse_queued(self->timers[i], visit, arg);
+        if (r != 0) {
+            return r;
+        }
     }
     Py_VISIT(self->pollers);
     Py_VISIT(self->pollers_started);
@@ -1092,6 +1184,10 @@ static PyMethodDef loop_methods[] = {
     {"_run", (PyCFunction)loop_run, METH_NOARGS, "Run iterations until stop(); run_forever wraps this."},
     {"_close", (PyCFunction)loop_close_core, METH_NOARGS, "Release the libuv loop; close() wraps this."},
     {"_set_signal_wakeup", (PyCFunction)loop_set_signal_wakeup, METH_VARARGS, NULL},
+    {"_metrics", (PyCFunction)uvc_loop_metrics, METH_NOARGS,
+     "(iterations, callbacks_run, ready, timers, fd_watchers, active_handles, idle_time_ns or None)"},
+    {"_set_telemetry", (PyCFunction)uvc_loop_set_telemetry, METH_VARARGS,
+     "_set_telemetry(timed, idle_time): time ready callbacks; account idle time (cannot be undone)"},
     {"_clear_signal_wakeup", (PyCFunction)loop_clear_signal_wakeup, METH_NOARGS, NULL},
     {"stop", (PyCFunction)loop_stop, METH_NOARGS, "Stop the loop after the current batch of callbacks."},
     {"time", (PyCFunction)loop_time, METH_NOARGS, "The loop's monotonic clock, in seconds."},
@@ -1152,7 +1248,8 @@ int uvc_loop_module_init(PyObject *m, uvc_state *st)
         !st->kwnames_loop_name_ctx || !st->str_call_exception_handler) {
         return -1;
     }
-    if (uvc_add_type(m, &uvc_poller_spec, NULL, &st->PollerType) < 0) {
+    if (uvc_add_type(m, &uvc_poller_spec, NULL, &st->PollerType) < 0 ||
+        PyModule_AddFunctions(m, loop_functions) < 0) {
         return -1;
     }
     return uvc_add_type(m, &loop_spec, NULL, &st->LoopType);

@@ -7,15 +7,23 @@
 
 #include "uvcore.h"
 
+/* Arguments of up to this many are stored in the handle itself; more go in a tuple. */
+#define UVC_HANDLE_INLINE_ARGS 3
+
 typedef struct UvcHandle {
     PyObject_HEAD
     PyObject *callback;
-    PyObject *args;          /* tuple, never NULL */
+    PyObject **argv;         /* nargs strong references: inline_args or argtuple's items */
+    Py_ssize_t nargs;
+    PyObject *argtuple;      /* only for more than UVC_HANDLE_INLINE_ARGS arguments */
+    PyObject *inline_args[UVC_HANDLE_INLINE_ARGS];
     PyObject *context;       /* contextvars.Context */
     PyObject *loop;
     PyObject *source_traceback; /* list from traceback.extract_stack in debug mode, or NULL */
     PyObject *weakreflist;
+    uvc_state *st;           /* the module state: the freelist lives there */
     int cancelled;
+    int own_context;         /* context is our private copy (see handle.c on GC tracking) */
     /* TimerHandle only */
     double when;
     unsigned long long seq;  /* FIFO among timers with the same deadline */
@@ -32,6 +40,7 @@ typedef struct UvcLoop {
     uv_prepare_t *prepare;    /* releases the GIL just before a blocking poll */
     uv_check_t *check;        /* takes the GIL back right after the poll */
     PyThreadState *released;  /* non-NULL while the GIL is released by the loop */
+    unsigned long io_callbacks; /* libuv callbacks that reached Python (uvc_loop_acquire) */
 
     UvcHandle **ready;        /* ring buffer of strong references */
     Py_ssize_t ready_head, ready_len, ready_cap;
@@ -59,13 +68,18 @@ typedef struct UvcLoop {
 
     unsigned long thread_id;  /* thread running the loop, 0 when not running */
     int running, stopping, closed, debug, blocking;
+    int timed;                /* time ready callbacks for telemetry (loop_metrics.c) */
+    int idle_time;            /* libuv's idle-time accounting is on (loop_metrics.c) */
     double slow_callback_duration;
+    /* Counted always (one increment each), read by loop_metrics.c for telemetry. */
+    unsigned long long iterations, callbacks_run;
 } UvcLoop;
 
 /* Take the GIL back if the loop released it for a blocking poll. Every libuv callback that
  * touches Python objects calls this first. */
 static inline void uvc_loop_acquire(UvcLoop *loop)
 {
+    loop->io_callbacks++;
     if (loop->released != NULL) {
         PyThreadState *ts = loop->released;
         loop->released = NULL;
@@ -84,10 +98,29 @@ int uvc_loop_check_closed(UvcLoop *loop);
 /* Queue a handle to run in the next iteration; steals nothing (increfs). */
 int uvc_loop_push_ready(UvcLoop *loop, UvcHandle *h);
 double uvc_loop_time(void);
+/* A TimerHandle in the loop's heap was cancelled (handle.c). */
+void uvc_loop_timer_cancelled(UvcLoop *loop, UvcHandle *h);
+
+/* loop_metrics.c: Loop._metrics(), Loop._set_telemetry(timed, idle_time) */
+PyObject *uvc_loop_metrics(UvcLoop *loop, PyObject *unused);
+PyObject *uvc_loop_set_telemetry(UvcLoop *loop, PyObject *args);
 
 /* handle.c */
+/* A new handle, tracked by the GC like any object. */
 UvcHandle *uvc_handle_new(uvc_state *st, PyTypeObject *tp, PyObject *loop, PyObject *callback,
                           PyObject *const *args, Py_ssize_t nargs, PyObject *context);
+/* A new handle for the loop's ready queue or timer heap, NOT tracked by the GC: the queue
+ * reports its references (uvc_handle_traverse_queued) and uvc_handle_release() tracks it
+ * when it leaves the queue while something else still holds it. */
+UvcHandle *uvc_handle_new_queued(uvc_state *st, PyTypeObject *tp, PyObject *loop,
+                                 PyObject *callback, PyObject *const *args, Py_ssize_t nargs,
+                                 PyObject *context);
+/* The queue drops its reference to h (see uvc_handle_new_queued). */
+void uvc_handle_release(UvcHandle *h);
+/* Called by the loop's tp_traverse for each queued handle. */
+int uvc_handle_traverse_queued(UvcHandle *h, visitproc visit, void *arg);
+/* The arguments as a new tuple. */
+PyObject *uvc_handle_args_tuple(UvcHandle *h);
 /* Run a handle's callback in its context: 0 done (errors went to the handler), -1 when a
  * KeyboardInterrupt/SystemExit must propagate (exception set). */
 int uvc_handle_run(UvcHandle *h);
@@ -99,16 +132,34 @@ PyObject *uvc_poll_add(UvcLoop *loop, PyObject *const *args, Py_ssize_t nargs, P
                        int writer);
 PyObject *uvc_poll_remove(UvcLoop *loop, PyObject *fd, int writer);
 void uvc_poll_close_all(UvcLoop *loop);
-/* The file an fd refers to (fstat); -1 with errno when it cannot be read. */
-int uvc_fd_identity(int fd, dev_t *dev, ino_t *ino);
-/* 1 when fd is closed or now refers to another file than (dev, ino). */
-int uvc_fd_is_stale(int fd, dev_t dev, ino_t ino);
 /* Before a transport or the signal wake-up takes fd (a new file): drop the poller a closed
  * file left on that number. 0, or -1 with an exception. */
 int uvc_poll_release_fd(UvcLoop *loop, int fd);
 /* Right before libuv's poll: drop the pollers started since the last poll whose fd was
  * closed (libuv aborts on a closed fd) or reused. Reports its own errors. */
 void uvc_poll_check_started(UvcLoop *loop);
+
+/* fdcheck.c: the file an fd refers to (fstat); -1 with errno when it cannot be read. */
+int uvc_fd_identity(int fd, dev_t *dev, ino_t *ino);
+/* 1 when fd is closed or now refers to another file than (dev, ino). */
+int uvc_fd_is_stale(int fd, dev_t dev, ino_t ino);
+/* Make libuv let go of a watcher without touching its fd again (no epoll_ctl, no close):
+ * out of the watcher and pending queues and the fd table, fd set to -1. */
+void uvc_fdcheck_forget(uv_loop_t *uv, uv__io_t *w);
+/* The watcher in libuv's fd table for fd, or NULL. */
+uv__io_t *uvc_fdcheck_slot(uv_loop_t *uv, int fd);
+/* The watchers libuv hands to epoll_ctl at its next poll: the first after `after` (NULL:
+ * the first), or NULL at the end. */
+uv__io_t *uvc_fdcheck_next_queued(uv_loop_t *uv, uv__io_t *after);
+
+/* stream.c: right before libuv's poll, a transport whose socket was closed under it (or
+ * whose number a new file took) loses its fd to libuv and its connection (EBADF). */
+void uvc_stream_check_queued(UvcLoop *loop);
+/* The same for the transport holding fd's slot, before a new owner takes the number. */
+void uvc_stream_release_fd(UvcLoop *loop, int fd);
+/* udp.c: the same two for datagram transports. */
+void uvc_udp_check_queued(UvcLoop *loop);
+void uvc_udp_release_fd(UvcLoop *loop, int fd);
 
 /* stream.c: close the transports and servers still open on this loop; loop.c
  * calls it before closing its uv loop so their handles close cleanly. */

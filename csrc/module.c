@@ -92,6 +92,7 @@ static int uvc_module_clear(PyObject *m)
 #define CLEAR(f) Py_CLEAR(st->f);
     UVC_STATE_FIELDS(CLEAR)
 #undef CLEAR
+    uvc_handle_freelist_clear(st);
     return 0;
 }
 

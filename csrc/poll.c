@@ -12,8 +12,6 @@
  * without a callback, as asyncio's selector never reports a closed fd again. */
 #include "loop.h"
 
-#include <sys/stat.h>
-
 typedef struct {
     PyObject_HEAD
     UvcLoop *loop;          /* borrowed: the loop owns the dict holding this poller */
@@ -25,28 +23,6 @@ typedef struct {
     UvcHandle *reader;
     UvcHandle *writer;
 } UvcPoller;
-
-int uvc_fd_identity(int fd, dev_t *dev, ino_t *ino)
-{
-    struct stat st;
-    if (fstat(fd, &st) < 0) {
-        return -1;
-    }
-    *dev = st.st_dev;
-    *ino = st.st_ino;
-    return 0;
-}
-
-int uvc_fd_is_stale(int fd, dev_t dev, ino_t ino)
-{
-    dev_t d;
-    ino_t i;
-    /* EBADF: closed. Any other fstat error leaves the fd to libuv, which can handle it. */
-    if (uvc_fd_identity(fd, &d, &i) < 0) {
-        return errno == EBADF;
-    }
-    return d != dev || i != ino;
-}
 
 static void poller_free_cb(uv_handle_t *h) { PyMem_RawFree(h); }
 
@@ -195,6 +171,11 @@ static int poll_drop_if_stale(UvcLoop *loop, PyObject *key, int fd, PyObject *dr
 
 int uvc_poll_release_fd(UvcLoop *loop, int fd)
 {
+    if (loop->uv != NULL) {
+        /* a transport whose socket was closed under it */
+        uvc_stream_release_fd(loop, fd);
+        uvc_udp_release_fd(loop, fd);
+    }
     if (loop->pollers == NULL || PyDict_GET_SIZE(loop->pollers) == 0) {
         return 0;
     }
@@ -222,7 +203,6 @@ void uvc_poll_check_started(UvcLoop *loop)
         PyObject *dropped = PyList_New(0);
         if (dropped == NULL) {
             uvc_loop_handle_callback_error(loop, "Error checking watched fds", NULL, NULL);
-            dropped = NULL;
         }
         Py_ssize_t n = PyList_GET_SIZE(started);
         for (Py_ssize_t i = 0; i < n; i++) {

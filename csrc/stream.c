@@ -36,6 +36,9 @@ struct UvcStream {
                                * and read callbacks only, or NULL */
     Py_ssize_t last_read;     /* size of the last successful read */
     PyObject *weakreflist;
+    PyObject *dict;           /* instance attributes: see uvc_instance_dict_init */
+    dev_t dev;                /* the file our fd was at start: user code may close the */
+    ino_t ino;                /* socket under us and a new file reuse the number */
     UvcFanoutSink *fanout;    /* the connection's WebSocket fan-out queue (borrowed: the sink
                                * holds us and clears this when it detaches), or NULL */
     UvcLink link;
@@ -50,6 +53,8 @@ struct UvcStream {
     unsigned opened : 1;         /* the handle is initialised: it holds a reference to us */
     unsigned handle_closing : 1; /* uv_close was called */
     unsigned started : 1;        /* connection_made ran: reading may start */
+    unsigned has_identity : 1;   /* dev/ino hold the file of our fd */
+    unsigned fd_lost : 1;        /* the fd was closed under us: libuv let go of it */
     unsigned reading : 1;        /* uv_read_start is in effect */
     unsigned closing : 1;        /* close() or a fatal error */
     unsigned paused : 1;         /* pause_reading() */
@@ -376,10 +381,99 @@ static void stream_close_pipe_owner(UvcStream *t)
     PyErr_SetRaisedException_compat(exc);
 }
 
+/* libuv's read/write callback of every stream (uv__stream_io, internal): how a watcher in
+ * libuv's queue is recognised as a stream's. A process-wide constant, set at the first open. */
+static uv__io_cb stream_io_cb;
+
+/* 1 when our fd was closed under us: the number is closed or holds another file, or (with
+ * check_sock, off on the per-poll path to keep it to one fstat) the socket object we were
+ * given was closed: its number may since hold a dup of the same file, which fstat cannot
+ * tell from ours. */
+static int stream_fd_is_stale(UvcStream *t, int check_sock)
+{
+    int fd = t->uv.stream.io_watcher.fd;
+    if (!t->has_identity || t->fd_lost || fd < 0) {
+        return 0;
+    }
+    if (uvc_fd_is_stale(fd, t->dev, t->ino)) {
+        return 1;
+    }
+    if (!check_sock || t->pipe_mode || t->sock == NULL) {
+        return 0;
+    }
+    PyObject *exc = PyErr_GetRaisedException_compat();
+    PyObject *r = PyObject_CallMethod(t->sock, "fileno", NULL);
+    long sockfd = r != NULL ? PyLong_AsLong(r) : fd;
+    Py_XDECREF(r);
+    PyErr_Clear();
+    PyErr_SetRaisedException_compat(exc);
+    return sockfd != fd;
+}
+
+static void stream_fatal_uv_error(UvcStream *t, int err, const char *message);
+
+/* Our fd was closed under us (or its number now holds another file): libuv must not touch
+ * the number again (epoll_ctl would abort on it, close() would close the new owner's file),
+ * and the connection is lost with EBADF, as asyncio's transport loses it when its socket
+ * calls fail. The socket object is detached so that it cannot close the number either. */
+static void stream_lose_fd(UvcStream *t)
+{
+    uvc_fdcheck_forget(t->loop->uv, &t->uv.stream.io_watcher);
+    t->fd_lost = 1;
+    t->reading = 0;
+    if (!t->pipe_mode) {
+        uvc_detach_socket(t->sock);
+    }
+    /* Also when close() already started: it waits for queued writes, which can never go out
+     * on a forgotten fd, so only this ends the connection (asyncio's write error during a
+     * close is fatal the same way). */
+    if (!t->conn_lost) {
+        stream_fatal_uv_error(t, UV_EBADF, t->pipe_mode ? "Fatal error on pipe transport"
+                                                        : "Fatal error on socket transport");
+    }
+}
+
+void uvc_stream_check_queued(UvcLoop *loop)
+{
+    if (stream_io_cb == NULL || loop->uv == NULL) {
+        return;
+    }
+    uv__io_t *w = NULL;
+    while ((w = uvc_fdcheck_next_queued(loop->uv, w)) != NULL) {
+        if (w->cb != stream_io_cb) {
+            continue;
+        }
+        uv_stream_t *s = (uv_stream_t *)((char *)w - offsetof(uv_stream_t, io_watcher));
+        UvcStream *t = s->data;
+        if (t != NULL && stream_fd_is_stale(t, 0)) {
+            stream_lose_fd(t);
+            w = NULL; /* it left the queue: start over */
+        }
+    }
+}
+
+void uvc_stream_release_fd(UvcLoop *loop, int fd)
+{
+    uv__io_t *w = uvc_fdcheck_slot(loop->uv, fd);
+    if (w == NULL || stream_io_cb == NULL || w->cb != stream_io_cb) {
+        return;
+    }
+    uv_stream_t *s = (uv_stream_t *)((char *)w - offsetof(uv_stream_t, io_watcher));
+    UvcStream *t = s->data;
+    if (t != NULL && stream_fd_is_stale(t, 1)) {
+        stream_lose_fd(t);
+    }
+}
+
 static void stream_close_handle(UvcStream *t)
 {
     if (!t->opened || t->handle_closing) {
         return;
+    }
+    if (stream_fd_is_stale(t, 1)) {
+        /* uv_close would close a number that is no longer ours */
+        uvc_fdcheck_forget(t->loop->uv, &t->uv.stream.io_watcher);
+        t->fd_lost = 1;
     }
     t->handle_closing = 1;
     t->reading = 0;
@@ -417,8 +511,8 @@ static int stream_schedule_lost(UvcStream *t, PyObject *exc)
         return -1;
     }
     PyObject *arg = exc ? exc : Py_None;
-    UvcHandle *h = uvc_handle_new(t->st, t->st->HandleType, (PyObject *)t->loop, cb, &arg, 1,
-                                  t->context);
+    UvcHandle *h = uvc_handle_new_queued(t->st, t->st->HandleType, (PyObject *)t->loop, cb,
+                                         &arg, 1, t->context);
     Py_DECREF(cb);
     if (h == NULL) {
         return -1;
@@ -951,7 +1045,7 @@ static PyObject *stream_write_eof(UvcStream *t, PyObject *unused)
         uvc_fanout_transport_closing(t->fanout, UVC_FANOUT_CLOSE_FLUSH);
     }
     t->eof = 1;
-    if (!t->opened || t->handle_closing) {
+    if (!t->opened || t->handle_closing || t->fd_lost) {
         Py_RETURN_NONE;
     }
     uv_shutdown_t *req = PyMem_Malloc(sizeof(uv_shutdown_t));
@@ -1329,6 +1423,10 @@ static UvcStream *stream_alloc_type(UvcLoop *loop, PyTypeObject *tp)
     t->low = 16 * 1024;
     t->uv.handle.data = t;
     PyObject_GC_Track(t);
+    if (uvc_instance_dict_init(&t->dict) < 0) {
+        Py_DECREF(t);
+        return NULL;
+    }
     return t;
 }
 
@@ -1336,6 +1434,9 @@ UvcStream *uvc_stream_alloc(UvcLoop *loop) { return stream_alloc_type(loop, loop
 
 void uvc_stream_set_opened(UvcStream *t, int kind)
 {
+    if (stream_io_cb == NULL) {
+        stream_io_cb = t->uv.stream.io_watcher.cb;
+    }
     t->kind = kind;
     t->opened = 1;
     t->uv.handle.data = t;
@@ -1353,8 +1454,8 @@ void uvc_stream_discard(UvcStream *t)
 
 static int stream_push_handle(UvcStream *t, PyObject *cb, PyObject *arg)
 {
-    UvcHandle *h = uvc_handle_new(t->st, t->st->HandleType, (PyObject *)t->loop, cb, &arg,
-                                  arg ? 1 : 0, t->context);
+    UvcHandle *h = uvc_handle_new_queued(t->st, t->st->HandleType, (PyObject *)t->loop, cb,
+                                         &arg, arg ? 1 : 0, t->context);
     if (h == NULL) {
         return -1;
     }
@@ -1380,6 +1481,10 @@ int uvc_stream_start(UvcStream *t, PyObject *protocol, PyObject *server, PyObjec
     }
     if (t->kind == UVC_KIND_TCP) {
         uv_tcp_nodelay(&t->uv.tcp, 1); /* as asyncio: small writes go out at once */
+    }
+    if (t->uv.stream.io_watcher.fd >= 0 &&
+        uvc_fd_identity(t->uv.stream.io_watcher.fd, &t->dev, &t->ino) == 0) {
+        t->has_identity = 1;
     }
     /* asyncio takes the addresses at creation, so they stay known after a reset or close */
     stream_fetch_address(t, 0);
@@ -1555,6 +1660,7 @@ static int stream_traverse(UvcStream *t, visitproc visit, void *arg)
     Py_VISIT(t->sock);
     Py_VISIT(t->empty_waiter);
     Py_VISIT(t->alloc_exc);
+    Py_VISIT(t->dict);
     return 0;
 }
 
@@ -1568,6 +1674,7 @@ static int stream_clear(UvcStream *t)
     Py_CLEAR(t->empty_waiter);
     Py_CLEAR(t->alloc_exc);
     Py_CLEAR(t->rbytes);
+    Py_CLEAR(t->dict);
     return 0;
 }
 
@@ -1616,11 +1723,13 @@ static PyGetSetDef stream_getset[] = {
     {"_fileno", (getter)stream_get_fd, NULL, "The fd (-1 once closed).", NULL},
     {"_server", (getter)stream_get_server, NULL, NULL, NULL},
     {"_protocol_paused", (getter)stream_get_protocol_paused, NULL, "pause_writing() was called.", NULL},
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
     {NULL},
 };
 
 static PyMemberDef stream_members[] = {
     {"__weaklistoffset__", T_PYSSIZET, offsetof(UvcStream, weakreflist), READONLY},
+    {"__dictoffset__", T_PYSSIZET, offsetof(UvcStream, dict), READONLY},
     {"_conn_lost", T_PYSSIZET, offsetof(UvcStream, conn_lost), READONLY},
     {NULL},
 };

@@ -35,6 +35,7 @@ typedef struct {
     PyObject *address;      /* the remote address given at creation, or NULL */
     PyObject *context;      /* protocol callbacks run in this contextvars.Context */
     PyObject *weakreflist;
+    PyObject *dict;         /* instance attributes: see uvc_instance_dict_init */
     uv_udp_t uv;
     char *rbuf;             /* receive buffer, allocated when reading starts */
     size_t rbuf_size;
@@ -56,6 +57,9 @@ typedef struct {
     int protocol_paused;    /* pause_writing() was called on the protocol */
     Py_ssize_t buffer_size; /* bytes queued in uv_udp_send requests */
     Py_ssize_t high_water, low_water;
+    int has_identity;       /* dev/ino hold the file of our fd (see fdcheck.c) */
+    dev_t dev;
+    ino_t ino;
 } UvcUdp;
 
 typedef struct {
@@ -344,12 +348,90 @@ static void udp_on_close(uv_handle_t *h)
     }
 }
 
+/* libuv's io callback of every UDP handle (internal): how a watcher in libuv's queue is
+ * recognised as a UDP transport's. A process-wide constant, set at the first open. */
+static uv__io_cb udp_io_cb;
+
+/* 1 when our fd was closed under us: the number is closed or holds another file, or (with
+ * check_sock; see stream.c) the socket object we were given was closed. */
+static int udp_fd_is_stale(UvcUdp *t, int check_sock)
+{
+    int fd = t->uv.io_watcher.fd;
+    if (!t->has_identity || !t->handle_open || fd < 0) {
+        return 0;
+    }
+    if (uvc_fd_is_stale(fd, t->dev, t->ino)) {
+        return 1;
+    }
+    if (!check_sock || t->sock == NULL) {
+        return 0;
+    }
+    PyObject *exc = PyErr_GetRaisedException_compat();
+    PyObject *r = PyObject_CallMethod(t->sock, "fileno", NULL);
+    long sockfd = r != NULL ? PyLong_AsLong(r) : fd;
+    Py_XDECREF(r);
+    PyErr_Clear();
+    PyErr_SetRaisedException_compat(exc);
+    return sockfd != fd;
+}
+
+static void udp_fatal_error(UvcUdp *t, PyObject *exc, const char *message);
+
+/* Our fd was closed under us: libuv lets go of it without touching the number again (its
+ * poll would abort, its close would hit a new owner), and the transport is lost with EBADF. */
+static void udp_lose_fd(UvcUdp *t)
+{
+    uvc_fdcheck_forget(t->loop->uv, &t->uv.io_watcher);
+    t->reading = 0;
+    PyObject *exc = udp_oserror(UV_EBADF);
+    if (exc == NULL) {
+        PyErr_WriteUnraisable((PyObject *)t);
+        return;
+    }
+    udp_fatal_error(t, exc, "Fatal error on datagram transport");
+    Py_DECREF(exc);
+}
+
+static UvcUdp *udp_of_watcher(uv__io_t *w)
+{
+    if (w == NULL || udp_io_cb == NULL || w->cb != udp_io_cb) {
+        return NULL;
+    }
+    return ((uv_udp_t *)((char *)w - offsetof(uv_udp_t, io_watcher)))->data;
+}
+
+void uvc_udp_check_queued(UvcLoop *loop)
+{
+    if (udp_io_cb == NULL || loop->uv == NULL) {
+        return;
+    }
+    uv__io_t *w = NULL;
+    while ((w = uvc_fdcheck_next_queued(loop->uv, w)) != NULL) {
+        UvcUdp *t = udp_of_watcher(w);
+        if (t != NULL && udp_fd_is_stale(t, 0)) {
+            udp_lose_fd(t);
+            w = NULL; /* it left the queue: start over */
+        }
+    }
+}
+
+void uvc_udp_release_fd(UvcLoop *loop, int fd)
+{
+    UvcUdp *t = udp_of_watcher(uvc_fdcheck_slot(loop->uv, fd));
+    if (t != NULL && udp_fd_is_stale(t, 1)) {
+        udp_lose_fd(t);
+    }
+}
+
 /* Close the libuv handle (which closes the fd) once; the Python socket is detached first so
  * it never closes a descriptor number that may already be reused. */
 static void udp_close_handle(UvcUdp *t)
 {
     if (!t->handle_open) {
         return;
+    }
+    if (t->loop->uv != NULL && udp_fd_is_stale(t, 1)) {
+        uvc_fdcheck_forget(t->loop->uv, &t->uv.io_watcher); /* not our number any more */
     }
     t->handle_open = 0;
     t->reading = 0;
@@ -765,6 +847,10 @@ static PyObject *udp_create(PyTypeObject *tp, PyObject *args)
     if (t == NULL) {
         return NULL;
     }
+    if (uvc_instance_dict_init(&t->dict) < 0) {
+        Py_DECREF(t);
+        return NULL;
+    }
     t->st = st;
     t->module = Py_NewRef(PyType_GetModule(st->LoopType));
     t->loop = (UvcLoop *)Py_NewRef(loop);
@@ -820,6 +906,12 @@ static PyObject *udp_create(PyTypeObject *tp, PyObject *args)
     t->handle_open = 1;
     t->self_ref = 1;
     Py_INCREF(t); /* released by udp_on_close */
+    if (udp_io_cb == NULL) {
+        udp_io_cb = t->uv.io_watcher.cb;
+    }
+    if (uvc_fd_identity(fd, &t->dev, &t->ino) == 0) {
+        t->has_identity = 1;
+    }
     return (PyObject *)t;
 error:
     Py_DECREF(t);
@@ -1055,6 +1147,7 @@ static PyGetSetDef udp_getset[] = {
     {"_address", (getter)udp_get_address, NULL, NULL, NULL},
     {"_conn_lost", (getter)udp_get_conn_lost, NULL, NULL, NULL},
     {"_handle_open", (getter)udp_get_handle_open, NULL, NULL, NULL},
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
     {NULL},
 };
 
@@ -1069,6 +1162,7 @@ static int udp_traverse(UvcUdp *t, visitproc visit, void *arg)
     Py_VISIT(t->address);
     Py_VISIT(t->context);
     Py_VISIT(t->last_addr);
+    Py_VISIT(t->dict);
     return 0;
 }
 
@@ -1080,6 +1174,7 @@ static int udp_clear(UvcUdp *t)
     Py_CLEAR(t->address);
     Py_CLEAR(t->context);
     Py_CLEAR(t->last_addr);
+    Py_CLEAR(t->dict);
     return 0;
 }
 
@@ -1134,6 +1229,7 @@ static PyMethodDef udp_methods[] = {
 
 static PyMemberDef udp_members[] = {
     {"__weaklistoffset__", T_PYSSIZET, offsetof(UvcUdp, weakreflist), READONLY},
+    {"__dictoffset__", T_PYSSIZET, offsetof(UvcUdp, dict), READONLY},
     {NULL},
 };
 

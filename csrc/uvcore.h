@@ -50,6 +50,23 @@ static inline void PyErr_SetRaisedException_compat(PyObject *exc)
 #error "uvcore needs Python 3.9 or newer"
 #endif
 
+/* The instance dict of a transport (asyncio's transports are Python objects: code sets
+ * attributes on them and tests patch their methods). Python 3.11 caches a method lookup on an
+ * object with a dict slot only when the dict exists, and an empty dict shares its keys with
+ * every other empty dict, so one cache entry serves all transports: make it at creation there.
+ * 3.12+ cache the lookup for a dict slot still empty, and 3.9/3.10 do not cache at all: the
+ * dict is made on the first attribute set. Returns 0, or -1 with an exception. */
+static inline int uvc_instance_dict_init(PyObject **slot)
+{
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+    *slot = PyDict_New();
+    return *slot == NULL ? -1 : 0;
+#else
+    (void)slot;
+    return 0;
+#endif
+}
+
 typedef struct {
     /* module.c */
     PyObject *asyncio;               /* the asyncio module */
@@ -70,6 +87,9 @@ typedef struct {
     PyObject *kwnames_loop_name;     /* ("loop", "name") */
     PyObject *kwnames_loop_name_ctx; /* ("loop", "name", "context") */
     PyObject *str_call_exception_handler;
+    struct UvcHandle *handle_freelist; /* handle.c: dead handles kept for reuse, linked */
+    int handle_numfree;               /*   through their callback field */
+    int signal_pending;               /* loop.c: a signal with a loop handler arrived */
 
     /* queue.c */
     PyTypeObject *QueueType;
@@ -139,6 +159,8 @@ int uvc_udp_module_init(PyObject *m, uvc_state *st);      /* udp.c */
 int uvc_process_module_init(PyObject *m, uvc_state *st);  /* process.c */
 int uvc_dns_module_init(PyObject *m, uvc_state *st);      /* dns.c */
 int uvc_fanout_module_init(PyObject *m, uvc_state *st);   /* wsfanout.c */
+/* handle.c: free the dead handles kept for reuse (module clear/free). */
+void uvc_handle_freelist_clear(uvc_state *st);
 
 /* Add a heap type made from spec to the module; stores it in *slot (a new reference). */
 int uvc_add_type(PyObject *m, PyType_Spec *spec, PyObject *bases, PyTypeObject **slot);

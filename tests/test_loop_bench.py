@@ -20,23 +20,33 @@ def test_bench_loop_smoke_writes_the_loop_section(tmp_path, capsys):
     results = tmp_path / "results.json"
     results.write_text(json.dumps({"queue": {"kept": True}}))
     bench = load_bench()
-    bench.main(["--scale", "0.002", "--rounds", "1", "--results", str(results)])
+    only = ["call_soon", "getaddrinfo", "echo_1KiB"]
+    bench.main(["--scale", "0.002", "--rounds", "1", "--only", ",".join(only),
+                "--results", str(results)])
 
     data = json.loads(results.read_text())
     assert data["queue"] == {"kept": True}
     section = data["loop"]
     loops = section["meta"]["loops"]
     assert "asyncio" in loops and "uvcore" in loops
-    assert set(section["workloads"]) == {"call_soon", "timers", "tasks"}
+    assert set(section["workloads"]) == set(only)
     for name, res in section["workloads"].items():
         assert res["count"] > 0
         assert set(res["loops"]) == set(loops)
         for entry in res["loops"].values():
-            assert len(entry["rounds"]) == 1
-            assert entry["median"] >= 0
-        assert "speedup_vs_asyncio" in res
+            assert len(entry["rounds_cpu_s"]) == 1
+            assert entry["ops_per_cpu_s"] > 0
+        assert res["speedup_vs_asyncio"] > 0
     out = capsys.readouterr().out
-    assert "| call_soon" in out and "uvcore vs asyncio" in out
+    assert "| call_soon" in out and "uvcore / asyncio" in out
+
+
+def test_bench_loop_knows_every_workload_of_the_table():
+    bench = load_bench()
+    assert set(bench.WORKLOADS) == {
+        "call_soon", "call_soon_3args", "call_soon_threadsafe", "timer_cancel", "sleep0", "future",
+        "getaddrinfo", "echo_1KiB", "stream_64KiB", "timers", "tasks",
+    }
 
 
 def test_bench_loop_only_and_no_save(tmp_path):

@@ -10,6 +10,7 @@ import asyncio
 import errno
 import os
 import socket
+import threading
 
 import pytest
 
@@ -258,3 +259,144 @@ def test_signal_wakeup_socket_closed_behind_the_loop(loop):
     loop.call_soon(os.kill, os.getpid(), signal.SIGUSR1)
     assert loop.run_until_complete(asyncio.wait_for(got, 2)) == "usr1"
     loop.remove_signal_handler(signal.SIGUSR1)
+
+
+class _Lost(asyncio.Protocol):
+    def __init__(self):
+        self.lost = asyncio.get_running_loop().create_future()
+
+    def connection_lost(self, exc):
+        if not self.lost.done():
+            self.lost.set_result(exc)
+
+    def error_received(self, exc):
+        pass
+
+
+@pytest.mark.parametrize("how", ["sock_close", "os_close_and_reuse"])
+def test_stream_transport_whose_socket_is_closed_under_it(loop, how):
+    # libuv would re-add the closed fd to epoll on resume_reading() and abort; the
+    # transport loses its connection instead, and the number's new owner is left alone.
+    async def main():
+        a, b = socket.socketpair()
+        c, d = socket.socketpair()
+        num = a.fileno()
+        transport, proto = await loop.create_connection(_Lost, sock=a)
+        await asyncio.sleep(0.01)
+        if how == "sock_close":
+            a.close()
+        else:
+            os.dup2(c.fileno(), num)  # closes the transport's file, a new one on its number
+        transport.pause_reading()
+        transport.resume_reading()
+        exc = await asyncio.wait_for(proto.lost, 2)
+        assert isinstance(exc, OSError) and exc.errno == errno.EBADF
+        if how == "os_close_and_reuse":
+            d.send(b"new owner")
+            assert os.read(num, 20) == b"new owner"  # neither read nor closed by the transport
+            os.close(num)
+        b.close()
+        c.close()
+        d.close()
+
+    loop.run_until_complete(main())
+
+
+def test_datagram_transport_whose_socket_is_closed_under_it(loop):
+    async def main():
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 0))
+        transport, proto = await loop.create_datagram_endpoint(_Lost, sock=s)
+        await asyncio.sleep(0.01)
+        s.close()
+        transport.pause_reading()
+        transport.resume_reading()
+        exc = await asyncio.wait_for(proto.lost, 2)
+        assert isinstance(exc, OSError) and exc.errno == errno.EBADF
+
+    loop.run_until_complete(main())
+
+
+def _run_without_timers(loop, coro, guard=10):
+    """Run coro with no timer in the loop: only the awaited event can wake it. A thread
+    cancels it after `guard` seconds, which the test reports as the loop sleeping through
+    callbacks it had queued itself."""
+    task = loop.create_task(coro)
+    timer = threading.Timer(guard, lambda: loop.call_soon_threadsafe(task.cancel))
+    timer.start()
+    try:
+        return loop.run_until_complete(task)
+    except asyncio.CancelledError:
+        pytest.fail("the loop slept in its poll with callbacks ready (nothing else woke it)")
+    finally:
+        timer.cancel()
+        timer.join()
+
+
+@pytest.mark.parametrize("kind", ["stream", "datagram"])
+def test_loss_found_before_the_poll_is_delivered_without_another_wakeup(loop, kind):
+    # The loss is found right before libuv's poll, by code that queues connection_lost: the
+    # poll that follows must not block (it used to, until a timer or I/O woke the loop).
+    async def main():
+        if kind == "stream":
+            a, b = socket.socketpair()
+            transport, proto = await loop.create_connection(_Lost, sock=a)
+        else:
+            a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            a.bind(("127.0.0.1", 0))
+            b = None
+            transport, proto = await loop.create_datagram_endpoint(_Lost, sock=a)
+        await asyncio.sleep(0)
+        a.close()
+        transport.pause_reading()
+        transport.resume_reading()
+        exc = await proto.lost
+        if b is not None:
+            b.close()
+        return exc
+
+    exc = _run_without_timers(loop, main())
+    assert isinstance(exc, OSError) and exc.errno == errno.EBADF
+
+
+def test_sock_recv_failed_before_the_poll_wakes_its_task_without_another_wakeup(loop):
+    async def main():
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        with b:
+            task = asyncio.ensure_future(loop.sock_recv(a, 10))
+            await asyncio.sleep(0)  # the watcher is started: libuv adds it at the next poll
+            a.close()
+            with pytest.raises(OSError) as info:
+                await task
+            return info.value
+
+    exc = _run_without_timers(loop, main())
+    assert exc.errno == errno.EBADF
+
+
+def test_transport_closing_with_queued_writes_when_its_number_is_taken_over(loop):
+    # close() waits for the queued bytes; once the closed file's number has a new owner the
+    # transport's watcher is dropped and those bytes can never go out: connection_lost must
+    # still come (it never did), with EBADF, and the new owner is left alone.
+    async def main():
+        a, b = socket.socketpair()
+        c, d = socket.socketpair()
+        num = a.fileno()
+        transport, proto = await loop.create_connection(_Lost, sock=a)
+        transport.write(b"x" * (8 << 20))  # more than the socket buffers take: queued
+        transport.close()
+        os.dup2(c.fileno(), num)  # the transport's file closed, a new one on its number
+        got = loop.create_future()
+        loop.add_reader(num, lambda: got.done() or got.set_result(os.read(num, 20)))
+        exc = await proto.lost
+        d.send(b"new owner")
+        assert await got == b"new owner"
+        loop.remove_reader(num)
+        os.close(num)
+        for s in (b, c, d):
+            s.close()
+        return exc
+
+    exc = _run_without_timers(loop, main())
+    assert isinstance(exc, OSError) and exc.errno == errno.EBADF

@@ -249,3 +249,86 @@ def test_create_connection_by_name_resolves_on_the_thread_pool(loop):
             await server.wait_closed()
 
     resolve(loop, main())
+
+
+# ---- numeric hosts: answered at once, no thread-pool round trip --------------------------
+
+NUMERIC_CASES = [
+    ("127.0.0.1", 80, {}),
+    ("127.0.0.1", "80", {"type": socket.SOCK_STREAM}),
+    (b"127.0.0.1", b"443", {"family": socket.AF_INET}),
+    ("127.0.0.1", None, {"flags": socket.AI_CANONNAME}),
+    ("10.1.2.3", 0, {"proto": socket.IPPROTO_UDP}),
+    ("127.0.0.1", 80, {"flags": socket.AI_NUMERICHOST | socket.AI_NUMERICSERV}),
+    ("127.0.0.1", 80, {"family": int(socket.AF_INET), "type": int(socket.SOCK_DGRAM)}),
+    ("::1", 53, {}),
+    ("fe80::1", 53, {"family": socket.AF_INET6, "type": socket.SOCK_STREAM}),
+    ("::ffff:127.0.0.1", 8080, {}),
+]
+
+
+def answer_now(coro):
+    """The coroutine's result if it finishes without waiting on anything."""
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        return stop.value
+    coro.close()
+    raise AssertionError("the lookup waited for the loop")
+
+
+@pytest.mark.parametrize("host, port, kwargs", NUMERIC_CASES)
+def test_numeric_getaddrinfo_answers_like_the_socket_module_without_a_round_trip(loop, host, port, kwargs):
+    if (":" in str(host)) and not HAS_IPV6:
+        pytest.skip("no IPv6 on this host")
+    args = dict(family=0, type=0, proto=0, flags=0)
+    args.update(kwargs)
+    expected = socket.getaddrinfo(host, port, args["family"], args["type"], args["proto"], args["flags"])
+    first = resolve(loop, loop.getaddrinfo(host, port, **kwargs))
+    assert first == expected
+    again = answer_now(loop.getaddrinfo(host, port, **kwargs))
+    assert again == expected
+    assert [type(x) for x in again[0][:2]] == [type(x) for x in expected[0][:2]]
+
+
+def test_numeric_answers_are_fresh_lists(loop):
+    first = resolve(loop, loop.getaddrinfo("127.0.0.1", 80))
+    first.clear()
+    assert resolve(loop, loop.getaddrinfo("127.0.0.1", 80)) == socket.getaddrinfo("127.0.0.1", 80)
+
+
+@pytest.mark.parametrize(
+    "host, port, kwargs",
+    [
+        ("127.0.0.1", 80, {"family": socket.AF_INET6}),  # the C library's EAI_ADDRFAMILY/NONAME
+        ("127.0.0.1", 80.0, {}),  # not an int or str port
+        ("127.0.0.1", True, {}),
+        ("127.0.0.1", 80, {"type": 2.0}),
+    ],
+)
+def test_numeric_getaddrinfo_errors_are_the_socket_modules(loop, host, port, kwargs):
+    args = dict(family=0, type=0, proto=0, flags=0)
+    args.update(kwargs)
+    with pytest.raises(Exception) as expected:
+        socket.getaddrinfo(host, port, args["family"], args["type"], args["proto"], args["flags"])
+    for _ in range(2):  # the second call must not find a cached answer either
+        with pytest.raises(type(expected.value)) as got:
+            resolve(loop, loop.getaddrinfo(host, port, **kwargs))
+        assert got.value.args == expected.value.args
+
+
+def test_numeric_fast_path_keys_keep_80_and_a_float_apart(loop):
+    assert resolve(loop, loop.getaddrinfo("127.0.0.1", 80)) == socket.getaddrinfo("127.0.0.1", 80)
+    with pytest.raises(OSError, match="Int or String expected"):
+        resolve(loop, loop.getaddrinfo("127.0.0.1", 80.0))
+
+
+def test_scoped_and_non_literal_hosts_still_use_the_thread_pool(loop):
+    coro = loop.getaddrinfo("localhost", 80)
+    fut = coro.send(None)  # waits on the lookup's future
+    assert fut is not None
+    coro.close()
+    assert uvcore._loop._is_numeric_lookup(b"fe80::1%lo", b"80", 0) is False
+    assert uvcore._loop._is_numeric_lookup(b"127.0.0.1", b"http", 0) is False
+    assert uvcore._loop._is_numeric_lookup(b"127.0.0.1", b"80", socket.AI_ADDRCONFIG) is False
+    assert uvcore._loop._is_numeric_lookup(b"127.0.0.1", None, 0) is True

@@ -82,3 +82,83 @@ def test_quick_start_queue_and_pubsub():
         "{'job': 'b', 'result': 'B'}",
         "{'job': 'c', 'result': 'C'}",
     ]
+
+
+def test_shared_subscriptions_example_serves_tenants_apart():
+    """The Shared GraphQL subscriptions example, run as written (on a free port): two
+    subscribers of one tenant (both protocols) share one execution, a third tenant's
+    subscriber never sees their prices."""
+    import asyncio
+    import json
+    import socket
+    import tempfile
+    import time
+    import urllib.request
+
+    import websockets
+
+    (code,) = python_snippets("Shared GraphQL subscriptions")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    assert "port=8000" in code
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+        f.write(code.replace("port=8000", f"port={port}"))
+    proc = subprocess.Popen([sys.executable, f.name], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.stdout else ""
+                time.sleep(0.05)  # polling interval of the readiness check
+
+        def set_price(tenant: str, cents: int) -> int:
+            body = json.dumps({"query": 'mutation($t: String!, $c: Int!) { setPrice(tenant: $t, symbol: "UV", cents: $c) }',
+                               "variables": {"t": tenant, "c": cents}}).encode()
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=body,
+                                             headers={"content-type": "application/json"})
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return int(json.loads(response.read())["data"]["setPrice"])
+
+        async def subscriber(tenant: str, protocol: str):
+            ws = await websockets.connect(f"ws://127.0.0.1:{port}/graphql", subprotocols=[protocol])
+            await ws.send(json.dumps({"type": "connection_init", "payload": {"tenant": tenant}}))
+            assert json.loads(await ws.recv())["type"] == "connection_ack"
+            start = "subscribe" if protocol == "graphql-transport-ws" else "start"
+            await ws.send(json.dumps({"id": tenant + protocol, "type": start,
+                                      "payload": {"query": "subscription { prices { symbol cents } }"}}))
+            return ws
+
+        async def scenario():
+            acme = [await subscriber("acme", p) for p in ("graphql-transport-ws", "graphql-ws")]
+            globex = await subscriber("globex", "graphql-transport-ws")
+            # Each tenant's cohort holds one broker subscription: a publish reaches it once.
+            deadline = time.monotonic() + 20
+            while (await asyncio.to_thread(set_price, "acme", 0), await asyncio.to_thread(set_price, "globex", 0)) != (1, 1):
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+            for ws in acme + [globex]:  # drain the probes
+                while json.loads(await asyncio.wait_for(ws.recv(), 10))["payload"]["data"]["prices"]["cents"] != 0:
+                    pass
+            assert await asyncio.to_thread(set_price, "acme", 101) == 1
+            assert await asyncio.to_thread(set_price, "globex", 202) == 1
+            for ws in acme:
+                got = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                while got["payload"]["data"]["prices"]["cents"] == 0:  # a later probe
+                    got = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                assert got["payload"] == {"data": {"prices": {"symbol": "UV", "cents": 101}}}
+            got = json.loads(await asyncio.wait_for(globex.recv(), 10))
+            while got["payload"]["data"]["prices"]["cents"] == 0:
+                got = json.loads(await asyncio.wait_for(globex.recv(), 10))
+            assert got["payload"] == {"data": {"prices": {"symbol": "UV", "cents": 202}}}
+            for ws in acme + [globex]:
+                await ws.close()
+
+        asyncio.run(asyncio.wait_for(scenario(), 60))
+    finally:
+        proc.terminate()
+        proc.wait(15)
+        Path(f.name).unlink()

@@ -85,3 +85,10 @@ def test_finite_durations_are_accepted():
     bus = uvcore.PubSub.from_url("redis://localhost", connect_timeout=0.5, publish_timeout=0,
                                  reconnect_delay=1, reconnect_max_delay=60.0, health_check_interval=3600)
     assert bus._reconnect_delay == 1.0 and bus._publish_timeout == 0.0
+
+
+def test_the_reconnect_backoff_doubles_up_to_its_cap_and_survives_a_long_outage():
+    bus = uvcore.PubSub.from_url("redis://localhost", reconnect_delay=0.1, reconnect_max_delay=2)
+    for attempt, most in [(1, 0.1), (2, 0.2), (3, 0.4), (6, 2.0), (2000, 2.0), (10**6, 2.0)]:
+        delay = bus._backoff(attempt)
+        assert most / 2 <= delay <= most, (attempt, delay)

@@ -232,3 +232,14 @@ def test_popen_children_leave_no_fds_behind(loop):
 
     before, after = loop.run_until_complete(asyncio.wait_for(main(), 60))
     assert after <= before
+
+
+def test_blocking_wait_on_the_child_object_reports_the_exit(loop):
+    async def main():
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "raise SystemExit(3)", umask=0o022)
+        child = proc._transport.get_extra_info("subprocess")
+        code = await loop.run_in_executor(None, child.wait)
+        return code, await asyncio.wait_for(proc.wait(), 10)
+
+    assert loop.run_until_complete(asyncio.wait_for(main(), 30)) == (3, 3)

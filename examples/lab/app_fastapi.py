@@ -33,14 +33,14 @@ class GuardedASGIWebSocketAdapter(GuardedAdapterMixin, ASGIWebSocketAdapter):
 
 
 class ChatRouter(GraphQLRouter):
-    websocket_adapter_class = GuardedASGIWebSocketAdapter  # type: ignore[assignment]
+    websocket_adapter_class = GuardedASGIWebSocketAdapter
 
     def __init__(self, *args: Any, counters: Counters, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.counters = counters
 
 
-class SharedChatRouter(SharedGraphQLRouter, ChatRouter):  # type: ignore[misc]
+class SharedChatRouter(SharedGraphQLRouter, ChatRouter):
     """Subscriptions marked Shared run once per cohort; the leader gets the chat's context."""
 
 

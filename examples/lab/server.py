@@ -12,7 +12,7 @@ import asyncio
 import logging
 import signal
 import sys
-from typing import Any, Awaitable, Callable, List, Optional
+from typing import Any, Awaitable, Callable, Coroutine, List, Optional
 
 log = logging.getLogger("lab")
 
@@ -135,7 +135,7 @@ def redis_unreachable(redis_url: str) -> Optional[str]:
 # -- the event loop -----------------------------------------------------------------------
 
 
-def run_on(loop_name: str, main: Awaitable[None]) -> None:
+def run_on(loop_name: str, main: Coroutine[Any, Any, None]) -> None:
     if loop_name == "uvcore":
         import uvcore
 
@@ -182,7 +182,7 @@ async def serve_fastapi(args: argparse.Namespace, make_pubsub: Callable[[], Any]
         http=http_protocol,
         ws=ws_protocol,
         ws_max_size=limits.max_body_bytes,
-        timeout_keep_alive=limits.idle_timeout,  # type: ignore[arg-type]
+        timeout_keep_alive=limits.idle_timeout,
     )
     await uvicorn.Server(config).serve()
 
@@ -193,7 +193,14 @@ async def serve_aiohttp(args: argparse.Namespace, make_pubsub: Callable[[], Any]
     from .app_aiohttp import HEAD_TIMEOUTS_KEY, create_app
 
     app = create_app(make_pubsub, args.limits, shared=args.subscriptions == "shared", fanout=args.fanout == "on")
-    runner = web.AppRunner(app, handle_signals=False, keepalive_timeout=args.limits.idle_timeout)
+    # lingering_time: how long aiohttp reads (and drops) the rest of a refused request's body
+    # before it closes, so that the client sees the 413 or 408 (aiohttp's default: 10 s).
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        keepalive_timeout=args.limits.idle_timeout,
+        lingering_time=min(2.0, args.limits.header_timeout),
+    )
     await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -205,6 +212,7 @@ async def serve_aiohttp(args: argparse.Namespace, make_pubsub: Callable[[], Any]
     server = None
     try:
         # What web.TCPSite does, with the request-head timeout around aiohttp's protocol factory.
+        assert runner.server is not None  # set by runner.setup()
         server = await loop.create_server(
             app[HEAD_TIMEOUTS_KEY].wrap(runner.server), args.host, args.port, reuse_address=True
         )

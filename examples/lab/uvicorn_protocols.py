@@ -40,7 +40,7 @@ def guarded_protocols(
     class GuardedH11Protocol(H11Protocol):
         _head_timer: Optional[asyncio.TimerHandle] = None
 
-        def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+        def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
             self._arm_head_timer()
 
@@ -92,7 +92,7 @@ def guarded_protocols(
             if not self.close_sent and not self.transport.is_closing():
                 counters.slow_consumers_disconnected += 1
                 log.warning("closing a WebSocket with %d: its client left %d bytes unread", CLOSE_SLOW_CONSUMER, sink.queued)
-            super()._fanout_overflow(sink)  # type: ignore[misc]
+            super()._fanout_overflow(sink)
 
         def _close_slow_consumer(self) -> None:
             counters.slow_consumers_disconnected += 1

@@ -56,6 +56,7 @@ class Loop(LiveHandlesMixin, _uvcore.Loop, NetworkMixin, DatagramMixin, Subproce
         self._asyncgens_shutdown_called = False
         self._signal_handlers = {}
         self._signal_sockets = None
+        self._saved_wakeup_fd = None  # the wake-up fd to give back while ours is installed
         self._fd_waiters = {}  # watcher handle -> the sock_* future it completes
         self._coroutine_origin_tracking_enabled = False
         self._coroutine_origin_tracking_saved_depth = None
@@ -88,13 +89,13 @@ class Loop(LiveHandlesMixin, _uvcore.Loop, NetworkMixin, DatagramMixin, Subproce
         sys.set_asyncgen_hooks(
             firstiter=self._asyncgen_firstiter_hook, finalizer=self._asyncgen_finalizer_hook
         )
-        old_wakeup = self._install_signal_wakeup()
+        self._install_signal_wakeup()
         events._set_running_loop(self)
         try:
             self._run()
         finally:
             events._set_running_loop(None)
-            self._restore_signal_wakeup(old_wakeup)
+            self._after_run_signal_wakeup()
             self._set_coroutine_origin_tracking(False)
             sys.set_asyncgen_hooks(*old_hooks)
 
@@ -130,6 +131,7 @@ class Loop(LiveHandlesMixin, _uvcore.Loop, NetworkMixin, DatagramMixin, Subproce
             logger.debug("Close %r", self)
         for sig in list(self._signal_handlers):
             self.remove_signal_handler(sig)
+        self._release_signal_wakeup()
         self._close()
         if self._signal_sockets is not None:
             for s in self._signal_sockets:
@@ -172,19 +174,29 @@ class Loop(LiveHandlesMixin, _uvcore.Loop, NetworkMixin, DatagramMixin, Subproce
         # Called from the C method (which has no Python frame): frame 1 is its caller.
         handle._source_traceback = traceback.extract_stack(sys._getframe(1))
 
+    # uvcore.otel's LoopTelemetry while the loop is instrumented (slow callbacks and
+    # unhandled exceptions become spans); None costs one attribute read on cold paths.
+    _uvc_telemetry = None
+
     def _log_slow_callback(self, handle, seconds):
         # asyncio's text (base_events._format_handle): a task's step names the Task
         owner = getattr(handle._callback, "__self__", None)
         what = repr(owner) if isinstance(owner, tasks.Task) else str(handle)
-        logger.warning("Executing %s took %.3f seconds", what, seconds)
+        telemetry = self._uvc_telemetry
+        if telemetry is not None:
+            telemetry._slow_callback(what, seconds)
+        if self.get_debug():
+            logger.warning("Executing %s took %.3f seconds", what, seconds)
 
     # ---- signals ---------------------------------------------------------------------
 
     def _install_signal_wakeup(self, retry=True):
         """Route signals through a socketpair libuv polls, so Ctrl+C and add_signal_handler
-        work while the loop blocks. Main thread only, as Python's signal module requires."""
+        work while the loop blocks. Main thread only, as Python's signal module requires.
+        The wake-up fd found before ours is kept in _saved_wakeup_fd and given back by
+        _release_signal_wakeup: a loop must never leave its own (soon closed) socket installed."""
         if threading.current_thread() is not threading.main_thread():
-            return None
+            return
         if self._signal_sockets is None:
             rsock, wsock = socket.socketpair()
             rsock.setblocking(False)
@@ -194,29 +206,44 @@ class Loop(LiveHandlesMixin, _uvcore.Loop, NetworkMixin, DatagramMixin, Subproce
         try:
             old = signal.set_wakeup_fd(wsock.fileno(), warn_on_full_buffer=False)
         except (ValueError, OSError):
-            return None
+            return
+        if self._saved_wakeup_fd is None:
+            self._saved_wakeup_fd = old
         try:
             self._set_signal_wakeup(rsock.fileno(), self._dispatch_signals)
         except OSError:
             # Our socketpair was closed behind our back (e.g. by os.closerange), its numbers
             # perhaps reused: forget it without closing those numbers again, start afresh.
-            signal.set_wakeup_fd(old)
+            self._release_signal_wakeup()
             for s in self._signal_sockets:
                 s.detach()
             self._signal_sockets = None
             if not retry:
                 raise
-            return self._install_signal_wakeup(retry=False)
-        return old
+            self._install_signal_wakeup(retry=False)
 
-    def _restore_signal_wakeup(self, old):
-        if old is None:
-            return
+    def _release_signal_wakeup(self):
+        """Stop polling our socketpair and give back the wake-up fd we found (if ours is in)."""
         self._clear_signal_wakeup()
+        saved, self._saved_wakeup_fd = self._saved_wakeup_fd, None
+        if saved is None:
+            return
         try:
-            signal.set_wakeup_fd(old)
+            signal.set_wakeup_fd(saved)
         except (ValueError, OSError):
-            pass
+            # the fd we found was closed meanwhile: leave none rather than a stale one
+            try:
+                signal.set_wakeup_fd(-1)
+            except ValueError:
+                pass
+
+    def _after_run_signal_wakeup(self):
+        # Signal handlers added with add_signal_handler keep our socket installed between
+        # runs, so their signals are not lost; otherwise the previous fd comes back.
+        if self._signal_handlers:
+            self._clear_signal_wakeup()
+        else:
+            self._release_signal_wakeup()
 
     def _dispatch_signals(self, data: bytes):
         for signum in data:
@@ -248,7 +275,7 @@ class Loop(LiveHandlesMixin, _uvcore.Loop, NetworkMixin, DatagramMixin, Subproce
             # Our wakeup socket must receive the signal number even before run_forever.
             if self._signal_sockets is None or not self.is_running():
                 self._install_signal_wakeup()
-            signal.signal(sig, _noop_signal_handler)
+            signal.signal(sig, _signal_handler)
             signal.siginterrupt(sig, False)
         except OSError as exc:
             del self._signal_handlers[sig]
@@ -270,6 +297,8 @@ class Loop(LiveHandlesMixin, _uvcore.Loop, NetworkMixin, DatagramMixin, Subproce
             if exc.errno == errno.EINVAL:
                 raise RuntimeError(f"sig {sig:d} cannot be caught")
             raise
+        if not self._signal_handlers and not self.is_running():
+            self._release_signal_wakeup()
         return True
 
     # ---- exceptions ------------------------------------------------------------------
@@ -311,6 +340,9 @@ class Loop(LiveHandlesMixin, _uvcore.Loop, NetworkMixin, DatagramMixin, Subproce
 
     def call_exception_handler(self, context):
         """Pass context to the custom handler if one is set, else to the default handler."""
+        telemetry = self._uvc_telemetry
+        if telemetry is not None:
+            telemetry._unhandled_exception(context)
         if self._exception_handler is None:
             try:
                 self.default_exception_handler(context)
@@ -407,11 +439,24 @@ class Loop(LiveHandlesMixin, _uvcore.Loop, NetworkMixin, DatagramMixin, Subproce
     # ---- DNS: libuv's thread pool (csrc/dns.c) ------------------------------------------
 
     async def getaddrinfo(self, host, port, *, family=0, type=0, proto=0, flags=0):
+        # Numeric host and port: the answer is the C library's own, asked once on the loop
+        # thread (no lookup happens) and kept; no round trip through the thread pool.
+        key = _uvcore._addrinfo_key(host, port, family, type, proto, flags)
+        if key is not None:
+            infos = _numeric_answers.get(key)
+            if infos is not None and not self.get_debug():
+                return infos.copy()
         host_arg, port_arg = _addrinfo_args(host, port)
         if host_arg is None and port_arg is None:
             # libuv refuses this call; the C library answers it at once with EAI_NONAME
             return socket.getaddrinfo(host, port, family, type, proto, flags)
-        debug = self.get_debug()
+        debug = self.get_debug()  # debug mode logs every lookup, so it takes the full path
+        if key is not None and not debug and _is_numeric_lookup(host_arg, port_arg, flags):
+            infos = socket.getaddrinfo(host, port, family, type, proto, flags)
+            if len(_numeric_answers) >= _NUMERIC_ANSWERS_MAX:
+                _numeric_answers.clear()
+            _numeric_answers[key] = infos
+            return infos.copy()
         started = self.time() if debug else 0.0
         try:
             infos = await self._dns_lookup(
@@ -712,8 +757,10 @@ def _sock_io(fut, sock, method, args):
         fut.set_result(result)
 
 
-def _noop_signal_handler(signum, frame):
-    """Signals with a loop handler are delivered through the wakeup fd, not here."""
+def _signal_handler(signum, frame):
+    """Signals with a loop handler are delivered through the wakeup fd; this only tells a loop
+    busy with ready callbacks (which skips polls that cannot find anything) to poll it."""
+    _uvcore._note_signal()
 
 
 def _stop_when_done(fut):
@@ -829,6 +876,32 @@ def _addrinfo_args(host, port):
     if port_arg is not None and b"\0" in port_arg:
         port_arg = port_arg.split(b"\0", 1)[0]
     return host_arg, port_arg
+
+
+# getaddrinfo answers for numeric hosts and ports, by _uvcore._addrinfo_key(...)
+_numeric_answers: dict = {}
+_NUMERIC_ANSWERS_MAX = 1024
+
+
+def _is_numeric_lookup(host_arg, port_arg, flags):
+    """True when the C library answers without any lookup and always alike: an IPv4/IPv6
+    literal (no %scope: interface names can change), a numeric or no port, and no
+    AI_ADDRCONFIG (which depends on the configured interfaces)."""
+    if host_arg is None or flags & socket.AI_ADDRCONFIG:
+        return False
+    if port_arg is not None and not (port_arg.isdigit() and port_arg.isascii()):
+        return False
+    try:
+        host = host_arg.decode("ascii")
+    except UnicodeDecodeError:
+        return False
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+        except OSError:
+            continue
+        return True
+    return False
 
 
 def _as_enum(value, enum):

@@ -640,9 +640,7 @@ class RedisPubSub(_pubsub.PubSub):
                     self._last_error = exc
                     self._fail_waiters(exc)
                     attempt += 1
-                    # The exponent is capped: 2.0 ** 1100 would overflow a float after a long outage.
-                    delay = min(self._reconnect_max_delay, self._reconnect_delay * 2.0 ** min(attempt - 1, 60))
-                    delay *= random.uniform(0.5, 1.0)
+                    delay = self._backoff(attempt)
                     log.warning("%s; retrying in %.2fs", exc, delay)
                     await asyncio.sleep(delay)
                     continue
@@ -662,6 +660,13 @@ class RedisPubSub(_pubsub.PubSub):
                         log.warning("lost the connection to Redis at %s: %s; reconnecting", self._shown_url, exc)
         finally:
             self._connected.clear()
+
+    def _backoff(self, attempt: int) -> float:
+        """The pause before reconnect attempt number attempt + 1: doubling from
+        reconnect_delay up to reconnect_max_delay, with jitter. The exponent is capped, or
+        a long outage (some 1,000 attempts) would overflow the float and end the bridge."""
+        delay = min(self._reconnect_max_delay, self._reconnect_delay * 2.0 ** min(attempt - 1, 60))
+        return delay * random.uniform(0.5, 1.0)
 
     async def _open(self) -> Tuple[Any, _FrameReader]:
         """A connected, probed connection subscribed to every local channel and pattern."""

@@ -398,7 +398,7 @@ class _PopenChild:
         """Popen.wait (blocking), for code that uses get_extra_info('subprocess')."""
         returncode = self._popen.wait(timeout)
         if not self._reported and not self._loop.is_closed():
-            self._loop.call_soon(self._report)
+            self._loop.call_soon_threadsafe(self._report)  # wait() may run in an executor
         return returncode
 
     def _loop_closing(self):

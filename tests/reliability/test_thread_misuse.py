@@ -1,6 +1,8 @@
 """Misuse from another thread: every loop method that touches libuv, and Queue/PubSub while a
 task waits on them, raise a clear RuntimeError in the foreign thread, change nothing, and the
-loop (and the waiting tasks) carry on as if nothing happened."""
+loop (and the waiting tasks) carry on as if nothing happened. Scheduling methods (call_soon,
+call_later, call_at, create_task) check the thread in debug mode only, as asyncio's do: with
+debug off the call is queued intact and runs when the loop next wakes."""
 from __future__ import annotations
 
 import asyncio
@@ -36,11 +38,15 @@ async def foreign(fn):
     return await asyncio.to_thread(lambda: in_thread(fn))
 
 
-LOOP_OPS = {
+SCHEDULING_OPS = {
     "call_soon": lambda loop, r: loop.call_soon(print),
     "call_later": lambda loop, r: loop.call_later(10, print),
     "call_at": lambda loop, r: loop.call_at(loop.time() + 10, print),
     "create_future+call_soon": lambda loop, r: loop.call_soon(loop.create_future),
+}
+
+LOOP_OPS = {
+    **SCHEDULING_OPS,
     "add_reader": lambda loop, r: loop.add_reader(r.fileno(), print),
     "add_writer": lambda loop, r: loop.add_writer(r.fileno(), print),
     "remove_reader": lambda loop, r: loop.remove_reader(r.fileno()),
@@ -53,8 +59,10 @@ LOOP_OPS = {
 
 @pytest.mark.parametrize("op", sorted(LOOP_OPS))
 def test_loop_method_from_another_thread_raises_runtime_error(op, tally):
+    # debug mode: the scheduling methods check the thread too, as asyncio's do
     async def main():
         loop = asyncio.get_running_loop()
+        loop.set_debug(True)
         a, b = socket.socketpair()
         try:
             exc = await foreign(lambda: LOOP_OPS[op](loop, b))
@@ -74,9 +82,47 @@ def test_loop_method_from_another_thread_raises_runtime_error(op, tally):
     assert alive == "alive"
 
 
-def test_create_task_from_another_thread_makes_no_task(tally):
+@pytest.mark.parametrize("op", sorted(SCHEDULING_OPS))
+def test_scheduling_from_another_thread_without_debug_is_queued_intact(op, tally):
     async def main():
         loop = asyncio.get_running_loop()
+        a, b = socket.socketpair()
+        try:
+            exc = await foreign(lambda: SCHEDULING_OPS[op](loop, b))
+            loop.call_soon_threadsafe(lambda: None)
+            done = loop.create_future()
+            loop.call_later(0.001, done.set_result, "alive")
+            return exc, await asyncio.wait_for(done, 10)
+        finally:
+            a.close()
+            b.close()
+
+    exc, alive = uvcore.run(main())
+    tally["bad_inputs"] += 1
+    assert exc is None
+    assert alive == "alive"
+
+
+def test_create_task_from_another_thread_without_debug_runs_the_task(tally):
+    async def child():
+        return "ran"
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        box = []
+        exc = await foreign(lambda: box.append(loop.create_task(child())))
+        loop.call_soon_threadsafe(lambda: None)
+        return exc, await asyncio.wait_for(box[0], 10)
+
+    exc, result = uvcore.run(main())
+    tally["bad_inputs"] += 1
+    assert exc is None and result == "ran"
+
+
+def test_create_task_from_another_thread_makes_no_task_in_debug_mode(tally):
+    async def main():
+        loop = asyncio.get_running_loop()
+        loop.set_debug(True)
         coro = asyncio.sleep(0)
         try:
             exc = await foreign(lambda: loop.create_task(coro))
