@@ -10,7 +10,7 @@ BENCH_ARGS  ?=
 
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-.PHONY: all deps venv build test test-core test313 typecheck wheel asan valgrind bench lab clean
+.PHONY: all deps venv build test test-core test313 typecheck compat wheel asan valgrind bench lab clean
 
 all: build
 
@@ -37,6 +37,7 @@ build: venv
 test: build
 	$(PY) -m pytest $(PYTEST_ARGS)
 	$(MAKE) typecheck
+	$(MAKE) compat
 	$(MAKE) test313
 
 # The typed surface: stubtest (python/uvcore/*.pyi against the built module, allowlist in
@@ -50,6 +51,11 @@ test313: deps
 	  $(MAKE) VENV=.venv313 PYTHON=$(PYTHON313) build && \
 	  .venv313/bin/python -m pytest -m "not slow" $(PYTEST_ARGS); \
 	else echo "Python 3.13 not found (pyenv); skipping the 3.13 run"; fi
+
+# Upstream suites (AnyIO, aiohttp, websockets) from their PyPI sdists at pinned versions, on
+# uvcore, against tests/compat/expected_failures.txt (strict both ways); about 4 minutes.
+compat: build
+	$(PY) tests/compat/run.py
 
 # Self-contained wheels in dist/: the sdist, then from it one wheel per Python that pyenv has
 # from 3.9 to 3.13, each with libuv grafted in and a manylinux tag (auditwheel repair). The
@@ -84,7 +90,7 @@ VALGRIND_TESTS ?= tests/test_loop_basics.py tests/test_loop_dns.py tests/test_qu
 valgrind: build
 	@command -v valgrind >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get install -y -qq valgrind; }
-	PYTHONMALLOC=malloc valgrind --tool=memcheck --error-exitcode=99 --leak-check=no \
+	PYTHONMALLOC=malloc UVCORE_VALGRIND=1 valgrind --tool=memcheck --error-exitcode=99 --leak-check=no \
 	  --suppressions=.ci/valgrind-python.supp --num-callers=30 \
 	  $(PY) -m pytest -q -p no:cacheprovider -m "not slow" -o timeout=1800 $(VALGRIND_TESTS) $(PYTEST_ARGS)
 

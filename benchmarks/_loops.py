@@ -18,4 +18,24 @@ def new_loop(name):
         import uvcore
 
         return uvcore.new_event_loop()
+    if name in ("uvcore+otel-noop", "uvcore+otel-sdk"):
+        # uvcore instrumented by uvcore.otel: with the API's no-op providers (what telemetry
+        # costs when no SDK is installed), or with SDK providers that record (callbacks timed,
+        # idle time accounted; spans and metrics kept in memory)
+        import uvcore
+        import uvcore.otel
+        from opentelemetry import metrics, trace
+
+        loop = uvcore.new_event_loop()
+        if name == "uvcore+otel-noop":
+            uvcore.otel.instrument(loop, tracer_provider=trace.NoOpTracerProvider(),
+                                   meter_provider=metrics.NoOpMeterProvider())
+        else:
+            from opentelemetry.sdk.metrics import MeterProvider
+            from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+            from opentelemetry.sdk.trace import TracerProvider
+
+            uvcore.otel.instrument(loop, tracer_provider=TracerProvider(),
+                                   meter_provider=MeterProvider(metric_readers=[InMemoryMetricReader()]))
+        return loop
     raise ValueError(f"unknown loop {name!r}")

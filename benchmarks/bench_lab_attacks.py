@@ -124,6 +124,9 @@ async def http_post(lab: LabServer, body: bytes, timeout: float = 120) -> Dict[s
         for offset in range(0, len(body), 1 << 20):
             writer.write(body[offset : offset + (1 << 20)])
             await writer.drain()
+    except (ConnectionError, OSError):
+        pass  # the server answered (and closed) before taking the whole body: read its answer
+    try:
         answer = await asyncio.wait_for(reader.read(), timeout)
     except (ConnectionError, OSError) as exc:
         return {"status": f"connection error: {exc.__class__.__name__}", "s": round(time.monotonic() - started, 2)}
@@ -165,12 +168,16 @@ async def attack_ws_big_query(lab: LabServer, server: str) -> Dict[str, Any]:
     return {"outcome": outcome, "s": round(time.monotonic() - started, 2), "query_bytes": len(query)}
 
 
-async def attack_rooms(lab: LabServer, server: str, rooms: int = 1000, per_room: int = 200) -> Dict[str, Any]:
-    """1,000 rooms x 200 messages of 2,000 characters, pipelined over 20 WebSockets."""
+PER_ROOM = 200  # --per-room
+
+
+async def attack_rooms(lab: LabServer, server: str, rooms: int = 1000) -> Dict[str, Any]:
+    """1,000 rooms x 200 messages (--per-room) of 2,000 characters, pipelined over 20 WebSockets."""
+    per_room = PER_ROOM
     text = "x" * 2000
     mutation = 'mutation($r: String!, $t: String!) { sendMessage(room: $r, author: "a", text: $t) { id } }'
     connections = 20
-    sockets = [await ws_connect(lab) for _ in range(connections)]
+    sockets = [await ws_connect(lab, ping_interval=None) for _ in range(connections)]
     jobs = [(f"r{r}", n) for n in range(per_room) for r in range(rooms)]
     errors = 0
 
@@ -211,8 +218,10 @@ async def attack_big_bodies(lab: LabServer, server: str) -> Dict[str, Any]:
     return {"answers": [r["status"] for r in results], "s": max(r["s"] for r in results)}
 
 
-async def attack_slow_consumers(lab: LabServer, server: str, sockets: int = 50, seconds: float = 20.0) -> Dict[str, Any]:
-    """50 subscribed sockets that never read; messages of 2,000 characters sent meanwhile."""
+async def attack_slow_consumers(lab: LabServer, server: str, sockets: int = 50, messages: int = 4000,
+                                 seconds: float = 90.0) -> Dict[str, Any]:
+    """50 subscribed sockets that never read; 4,000 messages of 2,000 characters (8 MB for
+    each socket) sent meanwhile, 20 mutations in flight, or as many as fit in 90 s."""
     subscribers = []
     for n in range(sockets):
         reader, writer = await asyncio.open_connection(lab.host, lab.port)
@@ -231,24 +240,23 @@ async def attack_slow_consumers(lab: LabServer, server: str, sockets: int = 50, 
     await asyncio.to_thread(lab.wait_for_subscribers, sockets)
     text = "y" * 2000
     mutation = 'mutation($t: String!) { sendMessage(room: "slow", author: "a", text: $t) { id } }'
-    sender = await ws_connect(lab)
-    sent = 0
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        sent += 1
-        await sender.send(json.dumps({"id": str(sent), "type": "subscribe", "payload": {"query": mutation, "variables": {"t": text}}}))
-        while True:
-            if json.loads(await sender.recv())["type"] == "complete":
-                break
+    sender = await ws_connect(lab, ping_interval=None)
+    sent = done = 0
+    started = time.monotonic()
+    while done < messages and time.monotonic() - started < seconds:
+        while sent < messages and sent - done < 20:
+            sent += 1
+            await sender.send(json.dumps({"id": str(sent), "type": "subscribe", "payload": {"query": mutation, "variables": {"t": text}}}))
+        if json.loads(await sender.recv())["type"] == "complete":
+            done += 1
+    elapsed = time.monotonic() - started
     await sender.close()
-    closed = 0
-    for reader, writer in subscribers:
-        if writer.transport.is_closing() or reader.at_eof():
-            closed += 1
     remaining = lab.subscribers()
     for _, writer in subscribers:
         writer.transport.abort()
-    return {"messages_sent": sent, "subscribers_left": remaining, "sockets": sockets}
+    stats = lab.stats().get("limits", {})
+    return {"messages_sent": done, "s": round(elapsed, 1), "subscribers_left": remaining, "sockets": sockets,
+            "disconnected": stats.get("slow_consumers_disconnected")}
 
 
 def mask_frame(payload: bytes, opcode: int = 1) -> bytes:
@@ -319,6 +327,27 @@ async def attack_redis_down(lab: LabServer, server: str) -> Dict[str, Any]:
     return {"error_message": message, "leaks_url": "redis://" in message, "stored": len(history["data"]["messages"])}
 
 
+async def attack_worst_allowed_query(lab: LabServer, server: str) -> Dict[str, Any]:
+    """The costliest query the default limits let through, repeated 20 times: 15 aliases of
+    a room's whole history (200 messages of 2,000 characters), about 6 MB of JSON each."""
+    text = "z" * 2000
+    mutation = 'mutation($t: String!) { sendMessage(room: "big", author: "a", text: $t) { id } }'
+    ws = await ws_connect(lab)
+    for n in range(200):
+        await ws.send(json.dumps({"id": str(n), "type": "subscribe", "payload": {"query": mutation, "variables": {"t": text}}}))
+        while json.loads(await ws.recv())["type"] != "complete":
+            pass
+    await ws.close()
+    query = "{" + " ".join(f'a{n}: messages(room: "big", limit: 200) {{ id room author text sentAt }}' for n in range(15)) + "}"
+    body = json.dumps({"query": query}).encode()
+    started = time.monotonic()
+    sizes = []
+    for _ in range(20):
+        answer = await http_post(lab, body)
+        sizes.append(answer["status"])
+    return {"query_bytes": len(query), "answers": sorted(set(sizes)), "s_per_query": round((time.monotonic() - started) / 20, 3)}
+
+
 ATTACKS: Dict[str, Callable[..., Any]] = {
     "http_aliases": attack_http_aliases,
     "ws_big_query": attack_ws_big_query,
@@ -328,6 +357,7 @@ ATTACKS: Dict[str, Callable[..., Any]] = {
     "slowloris": attack_slowloris,
     "malformed": attack_malformed,
     "redis_down": attack_redis_down,
+    "worst_allowed_query": attack_worst_allowed_query,
 }
 
 
@@ -368,12 +398,15 @@ def run_one(attack: str, server: str, extra_args: List[str]) -> Dict[str, Any]:
 
 
 def main() -> None:
+    global PER_ROOM
     parser = argparse.ArgumentParser()
     parser.add_argument("--attacks", default=",".join(ATTACKS))
     parser.add_argument("--servers", default="fastapi,aiohttp")
     parser.add_argument("--json", default=None)
     parser.add_argument("--server-args", default="", help="extra lab options, space separated")
+    parser.add_argument("--per-room", type=int, default=PER_ROOM, help="messages per room in the rooms attack")
     args = parser.parse_args()
+    PER_ROOM = args.per_room
     results: Dict[str, Any] = {}
     for attack in args.attacks.split(","):
         for server in args.servers.split(","):

@@ -296,9 +296,11 @@ static void loop_on_check(uv_check_t *c)
 
 /* ---- one iteration --------------------------------------------------------------------- */
 
+/* Timed in debug mode (asyncio's slow-callback warning) and when telemetry asked for it;
+ * _log_slow_callback decides what a slow one becomes (a log line, a span or both). */
 static int loop_run_ready_handle(UvcLoop *loop, UvcHandle *h)
 {
-    if (!loop->debug) {
+    if (!(loop->debug | loop->timed)) {
         return uvc_handle_run(h);
     }
     double t0 = uvc_loop_time();
@@ -327,7 +329,11 @@ static int loop_run_ready_batch(UvcLoop *loop)
         if (h == NULL) {
             break;
         }
-        int r = h->cancelled ? 0 : loop_run_ready_handle(loop, h);
+        int r = 0;
+        if (!h->cancelled) {
+            loop->callbacks_run++;
+            r = loop_run_ready_handle(loop, h);
+        }
         uvc_handle_release(h);
         if (r < 0) {
             return -1;
@@ -392,6 +398,7 @@ static PyMethodDef loop_functions[] = {
  * also runs after stop() (non-blocking), so `call_soon(stop); run_forever()` handles I/O. */
 static int loop_run_once(UvcLoop *loop)
 {
+    loop->iterations++;
     if (loop_move_due_timers(loop) < 0 || loop_run_ready_batch(loop) < 0) {
         return -1;
     }
@@ -1181,6 +1188,10 @@ static PyMethodDef loop_methods[] = {
     {"_run", (PyCFunction)loop_run, METH_NOARGS, "Run iterations until stop(); run_forever wraps this."},
     {"_close", (PyCFunction)loop_close_core, METH_NOARGS, "Release the libuv loop; close() wraps this."},
     {"_set_signal_wakeup", (PyCFunction)loop_set_signal_wakeup, METH_VARARGS, NULL},
+    {"_metrics", (PyCFunction)uvc_loop_metrics, METH_NOARGS,
+     "(iterations, callbacks_run, ready, timers, fd_watchers, active_handles, idle_time_ns or None)"},
+    {"_set_telemetry", (PyCFunction)uvc_loop_set_telemetry, METH_VARARGS,
+     "_set_telemetry(timed, idle_time): time ready callbacks; account idle time (cannot be undone)"},
     {"_clear_signal_wakeup", (PyCFunction)loop_clear_signal_wakeup, METH_NOARGS, NULL},
     {"stop", (PyCFunction)loop_stop, METH_NOARGS, "Stop the loop after the current batch of callbacks."},
     {"time", (PyCFunction)loop_time, METH_NOARGS, "The loop's monotonic clock, in seconds."},

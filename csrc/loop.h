@@ -68,7 +68,11 @@ typedef struct UvcLoop {
 
     unsigned long thread_id;  /* thread running the loop, 0 when not running */
     int running, stopping, closed, debug, blocking;
+    int timed;                /* time ready callbacks for telemetry (loop_metrics.c) */
+    int idle_time;            /* libuv's idle-time accounting is on (loop_metrics.c) */
     double slow_callback_duration;
+    /* Counted always (one increment each), read by loop_metrics.c for telemetry. */
+    unsigned long long iterations, callbacks_run;
 } UvcLoop;
 
 /* Take the GIL back if the loop released it for a blocking poll. Every libuv callback that
@@ -96,6 +100,10 @@ int uvc_loop_push_ready(UvcLoop *loop, UvcHandle *h);
 double uvc_loop_time(void);
 /* A TimerHandle in the loop's heap was cancelled (handle.c). */
 void uvc_loop_timer_cancelled(UvcLoop *loop, UvcHandle *h);
+
+/* loop_metrics.c: Loop._metrics(), Loop._set_telemetry(timed, idle_time) */
+PyObject *uvc_loop_metrics(UvcLoop *loop, PyObject *unused);
+PyObject *uvc_loop_set_telemetry(UvcLoop *loop, PyObject *args);
 
 /* handle.c */
 /* A new handle, tracked by the GC like any object. */

@@ -203,7 +203,6 @@ void uvc_poll_check_started(UvcLoop *loop)
         PyObject *dropped = PyList_New(0);
         if (dropped == NULL) {
             uvc_loop_handle_callback_error(loop, "Error checking watched fds", NULL, NULL);
-            dropped = NULL;
         }
         Py_ssize_t n = PyList_GET_SIZE(started);
         for (Py_ssize_t i = 0; i < n; i++) {

@@ -385,10 +385,11 @@ static void stream_close_pipe_owner(UvcStream *t)
  * libuv's queue is recognised as a stream's. A process-wide constant, set at the first open. */
 static uv__io_cb stream_io_cb;
 
-/* 1 when our fd was closed under us: the number is closed or holds another file, or the
- * socket object we were given was closed (its number may since hold a dup of the same file,
- * which fstat cannot tell from ours). */
-static int stream_fd_is_stale(UvcStream *t)
+/* 1 when our fd was closed under us: the number is closed or holds another file, or (with
+ * check_sock, off on the per-poll path to keep it to one fstat) the socket object we were
+ * given was closed: its number may since hold a dup of the same file, which fstat cannot
+ * tell from ours. */
+static int stream_fd_is_stale(UvcStream *t, int check_sock)
 {
     int fd = t->uv.stream.io_watcher.fd;
     if (!t->has_identity || t->fd_lost || fd < 0) {
@@ -397,7 +398,7 @@ static int stream_fd_is_stale(UvcStream *t)
     if (uvc_fd_is_stale(fd, t->dev, t->ino)) {
         return 1;
     }
-    if (t->pipe_mode || t->sock == NULL) {
+    if (!check_sock || t->pipe_mode || t->sock == NULL) {
         return 0;
     }
     PyObject *exc = PyErr_GetRaisedException_compat();
@@ -423,7 +424,10 @@ static void stream_lose_fd(UvcStream *t)
     if (!t->pipe_mode) {
         uvc_detach_socket(t->sock);
     }
-    if (!t->closing && !t->conn_lost) {
+    /* Also when close() already started: it waits for queued writes, which can never go out
+     * on a forgotten fd, so only this ends the connection (asyncio's write error during a
+     * close is fatal the same way). */
+    if (!t->conn_lost) {
         stream_fatal_uv_error(t, UV_EBADF, t->pipe_mode ? "Fatal error on pipe transport"
                                                         : "Fatal error on socket transport");
     }
@@ -441,7 +445,7 @@ void uvc_stream_check_queued(UvcLoop *loop)
         }
         uv_stream_t *s = (uv_stream_t *)((char *)w - offsetof(uv_stream_t, io_watcher));
         UvcStream *t = s->data;
-        if (t != NULL && stream_fd_is_stale(t)) {
+        if (t != NULL && stream_fd_is_stale(t, 0)) {
             stream_lose_fd(t);
             w = NULL; /* it left the queue: start over */
         }
@@ -456,7 +460,7 @@ void uvc_stream_release_fd(UvcLoop *loop, int fd)
     }
     uv_stream_t *s = (uv_stream_t *)((char *)w - offsetof(uv_stream_t, io_watcher));
     UvcStream *t = s->data;
-    if (t != NULL && stream_fd_is_stale(t)) {
+    if (t != NULL && stream_fd_is_stale(t, 1)) {
         stream_lose_fd(t);
     }
 }
@@ -466,7 +470,7 @@ static void stream_close_handle(UvcStream *t)
     if (!t->opened || t->handle_closing) {
         return;
     }
-    if (stream_fd_is_stale(t)) {
+    if (stream_fd_is_stale(t, 1)) {
         /* uv_close would close a number that is no longer ours */
         uvc_fdcheck_forget(t->loop->uv, &t->uv.stream.io_watcher);
         t->fd_lost = 1;

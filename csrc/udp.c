@@ -352,9 +352,9 @@ static void udp_on_close(uv_handle_t *h)
  * recognised as a UDP transport's. A process-wide constant, set at the first open. */
 static uv__io_cb udp_io_cb;
 
-/* 1 when our fd was closed under us: the number is closed or holds another file, or the
- * socket object we were given was closed. */
-static int udp_fd_is_stale(UvcUdp *t)
+/* 1 when our fd was closed under us: the number is closed or holds another file, or (with
+ * check_sock; see stream.c) the socket object we were given was closed. */
+static int udp_fd_is_stale(UvcUdp *t, int check_sock)
 {
     int fd = t->uv.io_watcher.fd;
     if (!t->has_identity || !t->handle_open || fd < 0) {
@@ -363,7 +363,7 @@ static int udp_fd_is_stale(UvcUdp *t)
     if (uvc_fd_is_stale(fd, t->dev, t->ino)) {
         return 1;
     }
-    if (t->sock == NULL) {
+    if (!check_sock || t->sock == NULL) {
         return 0;
     }
     PyObject *exc = PyErr_GetRaisedException_compat();
@@ -408,7 +408,7 @@ void uvc_udp_check_queued(UvcLoop *loop)
     uv__io_t *w = NULL;
     while ((w = uvc_fdcheck_next_queued(loop->uv, w)) != NULL) {
         UvcUdp *t = udp_of_watcher(w);
-        if (t != NULL && udp_fd_is_stale(t)) {
+        if (t != NULL && udp_fd_is_stale(t, 0)) {
             udp_lose_fd(t);
             w = NULL; /* it left the queue: start over */
         }
@@ -418,7 +418,7 @@ void uvc_udp_check_queued(UvcLoop *loop)
 void uvc_udp_release_fd(UvcLoop *loop, int fd)
 {
     UvcUdp *t = udp_of_watcher(uvc_fdcheck_slot(loop->uv, fd));
-    if (t != NULL && udp_fd_is_stale(t)) {
+    if (t != NULL && udp_fd_is_stale(t, 1)) {
         udp_lose_fd(t);
     }
 }
@@ -430,7 +430,7 @@ static void udp_close_handle(UvcUdp *t)
     if (!t->handle_open) {
         return;
     }
-    if (t->loop->uv != NULL && udp_fd_is_stale(t)) {
+    if (t->loop->uv != NULL && udp_fd_is_stale(t, 1)) {
         uvc_fdcheck_forget(t->loop->uv, &t->uv.io_watcher); /* not our number any more */
     }
     t->handle_open = 0;

@@ -269,6 +269,26 @@ def test_request_body_over_the_cap_is_413_with_or_without_content_length(lab):
     assert counters(lab)["rejected_bodies"] == before + 2
 
 
+def test_request_body_that_trickles_is_cut_off_with_408(lab):
+    before = counters(lab)["rejected_bodies"]
+
+    async def scenario():
+        async with Calm(lab):
+            reader, writer = await asyncio.open_connection(lab.host, lab.port)
+            writer.write(b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+            started = time.monotonic()
+            answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            closed = await asyncio.wait_for(reader.read(), 10)  # the body, then the end of the connection
+            writer.transport.abort()
+            return answer, time.monotonic() - started, closed
+
+    answer, waited, closed = run(scenario())
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert waited < 5, waited  # header timeout (which bounds the body too): 1.5 s
+    assert b"too slow" in closed
+    assert counters(lab)["rejected_bodies"] == before + 1
+
+
 # -- rooms and history --------------------------------------------------------------------
 
 
@@ -391,7 +411,7 @@ def check_slow_consumer_is_closed(lab):
                                           "payload": {"query": SEND, "variables": {"r": "slow", "t": text}}}))
                 while json.loads(await ws.recv())["type"] != "complete":
                     pass
-                if n % 5 == 4 and lab.subscribers() == base + 1:
+                if lab.subscribers() == base + 1:
                     break  # the server dropped the slow subscriber
             await ws.close()
             # Reading now (within the grace period), the client gets its backlog, then the close.
@@ -523,6 +543,36 @@ def test_broker_failure_is_a_generic_error_and_the_message_is_not_stored(server)
             assert history == {"messages": []}
             assert counters(lab)["publish_failures"] == 1
             assert "Traceback" not in lab.output()
+    finally:
+        redis.close()
+
+
+@pytest.mark.parametrize("server", ["fastapi", "aiohttp"])
+def test_a_publish_slower_than_the_operation_timeout_fails_and_is_not_stored(server):
+    import signal
+
+    from redis_support import RedisServer
+
+    redis = RedisServer().start()
+    try:
+        with lab_server(server=server, extra_args=["--redis", redis.url, *small_args(operation_timeout=1)]) as lab:
+            redis.proc.send_signal(signal.SIGSTOP)  # Redis stops answering, the connection stays up
+            try:
+                async def scenario():
+                    async with Client(transport=AIOHTTPTransport(url=lab.url + "/graphql")) as http:
+                        started = time.monotonic()
+                        with pytest.raises(TransportQueryError) as failed:
+                            await http.execute(GraphQLRequest('mutation { sendMessage(room: "slow", author: "a", text: "late") { id } }'))
+                        return failed.value.errors, time.monotonic() - started
+
+                errors, waited = run(scenario())
+            finally:
+                redis.proc.send_signal(signal.SIGCONT)
+            assert errors[0]["message"] == "the message could not be delivered; try again later"
+            assert waited < 5, waited  # the budget is 1 s
+            stats = counters(lab)
+            assert stats["timed_out_operations"] == 1 and stats["publish_failures"] == 1
+            assert lab.stats()["chat"]["messages"] == 0
     finally:
         redis.close()
 

@@ -373,3 +373,30 @@ def test_sock_recv_failed_before_the_poll_wakes_its_task_without_another_wakeup(
 
     exc = _run_without_timers(loop, main())
     assert exc.errno == errno.EBADF
+
+
+def test_transport_closing_with_queued_writes_when_its_number_is_taken_over(loop):
+    # close() waits for the queued bytes; once the closed file's number has a new owner the
+    # transport's watcher is dropped and those bytes can never go out: connection_lost must
+    # still come (it never did), with EBADF, and the new owner is left alone.
+    async def main():
+        a, b = socket.socketpair()
+        c, d = socket.socketpair()
+        num = a.fileno()
+        transport, proto = await loop.create_connection(_Lost, sock=a)
+        transport.write(b"x" * (8 << 20))  # more than the socket buffers take: queued
+        transport.close()
+        os.dup2(c.fileno(), num)  # the transport's file closed, a new one on its number
+        got = loop.create_future()
+        loop.add_reader(num, lambda: got.done() or got.set_result(os.read(num, 20)))
+        exc = await proto.lost
+        d.send(b"new owner")
+        assert await got == b"new owner"
+        loop.remove_reader(num)
+        os.close(num)
+        for s in (b, c, d):
+            s.close()
+        return exc
+
+    exc = _run_without_timers(loop, main())
+    assert isinstance(exc, OSError) and exc.errno == errno.EBADF

@@ -48,6 +48,7 @@ CHILD = textwrap.dedent(
             stats["fired"] += 1
 
         server = await loop.create_server(Proto, "127.0.0.1", 0)
+        base = open_fds()  # after the first listen: libuv keeps a spare fd for EMFILE
         address = server.sockets[0].getsockname()
         clients = []
 
@@ -219,7 +220,11 @@ CHILD = textwrap.dedent(
             c.close()
         server.close()
         await server.wait_closed()
-        await asyncio.sleep(0.05)
+        # the server's side of the last connections closes once it sees their EOF: wait for
+        # the count (bounded; a real leak fails the check after loop.close() below)
+        deadline = loop.time() + 10
+        while open_fds() > base and loop.time() < deadline:
+            await asyncio.sleep(0.02)
         return stats
 
     uvcore.new_event_loop().close()  # libuv's process-wide signal pipe, made once

@@ -2,7 +2,8 @@
 
 aiohttp caps request bodies itself (client_max_size: 413) and WebSocket messages
 (max_msg_size); the view adds the cap on bytes queued for a WebSocket client that stopped
-reading, and server.serve_aiohttp the request-head timeout (header_timeout_factory)."""
+reading, and HeadTimeouts (wrapped around aiohttp's protocol factory by
+server.serve_aiohttp) the request-head timeout."""
 from __future__ import annotations
 
 import asyncio
@@ -108,10 +109,17 @@ def _guarded_sink(websocket: Any) -> Optional[Sink]:
     return None
 
 
-if _guarded_sink not in SINK_FACTORIES:
-    # After the fan-out sink (a connection with one has the same cap in C), before the plain
-    # aiohttp sink, which would bypass the check.
-    SINK_FACTORIES.insert(len(SINK_FACTORIES) - 1, _guarded_sink)
+def _install_guarded_sink() -> None:
+    """After the fan-out sink (a connection with one has the same cap in C), before the
+    plain aiohttp sink of uvcore.strawberry, which would bypass the check."""
+    if _guarded_sink in SINK_FACTORIES:
+        return
+    names = [getattr(factory, "__name__", "") for factory in SINK_FACTORIES]
+    position = names.index("_aiohttp_sink") if "_aiohttp_sink" in names else len(SINK_FACTORIES)
+    SINK_FACTORIES.insert(position, _guarded_sink)
+
+
+_install_guarded_sink()
 
 
 class ChatGraphQLView(GraphQLView):
@@ -169,7 +177,7 @@ def create_app(
     chat = Chat(pubsub=None, limits=limits)
     head_timeouts = HeadTimeouts(limits, chat.counters)
     app = web.Application(
-        client_max_size=limits.max_body_bytes, middlewares=[head_timeouts.middleware, count_refused_bodies]
+        client_max_size=limits.max_body_bytes, middlewares=[head_timeouts.middleware, read_bodies_in_time]
     )
     app[CHAT_KEY] = chat
     app[HEAD_TIMEOUTS_KEY] = head_timeouts
@@ -195,12 +203,23 @@ def create_app(
 
 
 @web.middleware
-async def count_refused_bodies(request: web.Request, handler: Callable[..., Any]) -> Any:
-    try:
-        return await handler(request)
-    except web.HTTPRequestEntityTooLarge:
-        request.app[CHAT_KEY].counters.rejected_bodies += 1
-        raise
+async def read_bodies_in_time(request: web.Request, handler: Callable[..., Any]) -> Any:
+    """The body is read (and kept for the handler) before the handler runs: over
+    client_max_size aiohttp answers 413; one that takes longer than header_timeout to
+    arrive is answered with 408 and the connection closed. Both are counted."""
+    chat = request.app[CHAT_KEY]
+    if request.can_read_body:
+        try:
+            await asyncio.wait_for(request.read(), chat.limits.header_timeout)
+        except web.HTTPRequestEntityTooLarge:
+            chat.counters.rejected_bodies += 1
+            raise
+        except asyncio.TimeoutError:
+            chat.counters.rejected_bodies += 1
+            response = web.Response(status=408, text="request body too slow")
+            response.force_close()
+            return response
+    return await handler(request)
 
 
 class HeadTimeouts:

@@ -24,7 +24,7 @@ CLOSE_BAD_MESSAGE = 4400
 CLOSE_SLOW_CONSUMER = 1008
 SLOW_CONSUMER_REASON = "slow consumer: too many queued bytes"  # as uvcore.wsfanout's
 # How long a slow consumer gets to read the close frame queued behind its backlog.
-CLOSE_GRACE = 2.0
+CLOSE_GRACE = 5.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,37 +52,22 @@ class Limits:
                 raise ValueError(f"{field.name.replace('_', '-')} must be positive, not {value!r}")
 
 
+@dataclasses.dataclass
 class Counters:
     """What the limits refused, for /stats. Plain ints: one loop thread updates them."""
 
-    FIELDS = (
-        "rejected_queries",  # over the size, depth, alias or token limit
-        "timed_out_operations",
-        "rejected_bodies",  # HTTP bodies over the cap (413)
-        "malformed_messages",  # WebSocket messages that break the protocol (closed with 4400)
-        "slow_consumers_disconnected",
-        "header_timeouts",  # connections closed before they sent a complete request head
-        "rooms_evicted",
-        "messages_evicted",
-        "publish_failures",  # messages not sent (and not stored) because the broker failed
-    )
-
-    rejected_queries: int
-    timed_out_operations: int
-    rejected_bodies: int
-    malformed_messages: int
-    slow_consumers_disconnected: int
-    header_timeouts: int
-    rooms_evicted: int
-    messages_evicted: int
-    publish_failures: int
-
-    def __init__(self) -> None:
-        for name in self.FIELDS:
-            setattr(self, name, 0)
+    rejected_queries: int = 0  # over the size, depth, alias or token limit
+    timed_out_operations: int = 0
+    rejected_bodies: int = 0  # HTTP bodies over the cap (413), or too slow (408)
+    malformed_messages: int = 0  # WebSocket messages that break the protocol (closed with 4400)
+    slow_consumers_disconnected: int = 0
+    header_timeouts: int = 0  # connections closed before they sent a complete request head
+    rooms_evicted: int = 0
+    messages_evicted: int = 0
+    publish_failures: int = 0  # messages not sent (and not stored) because the broker failed
 
     def as_dict(self) -> Dict[str, int]:
-        return {name: getattr(self, name) for name in self.FIELDS}
+        return dataclasses.asdict(self)
 
 
 # -- GraphQL: what a query may cost ---------------------------------------------------------

@@ -237,8 +237,8 @@ class ChatSchema(strawberry.Schema):
         self.limits = limits or Limits()
         self.counters = counters or Counters()
         mask = functools.partial(MaskErrors, should_mask_error=lambda error: not _client_safe(error))
-        # (misc: mypy cannot tell that *args never carries `extensions`)
-        super().__init__(*args, extensions=[*validation_extensions(self.limits, self.counters), mask], **kwargs)  # type: ignore[misc]
+        kwargs["extensions"] = [*validation_extensions(self.limits, self.counters), mask]
+        super().__init__(*args, **kwargs)
 
     def _refused(self, query: Optional[str]) -> Optional[GraphQLError]:
         error = query_size_error(query, self.limits)

@@ -193,7 +193,14 @@ async def serve_aiohttp(args: argparse.Namespace, make_pubsub: Callable[[], Any]
     from .app_aiohttp import HEAD_TIMEOUTS_KEY, create_app
 
     app = create_app(make_pubsub, args.limits, shared=args.subscriptions == "shared", fanout=args.fanout == "on")
-    runner = web.AppRunner(app, handle_signals=False, keepalive_timeout=args.limits.idle_timeout)
+    # lingering_time: how long aiohttp reads (and drops) the rest of a refused request's body
+    # before it closes, so that the client sees the 413 or 408 (aiohttp's default: 10 s).
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        keepalive_timeout=args.limits.idle_timeout,
+        lingering_time=min(2.0, args.limits.header_timeout),
+    )
     await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -174,11 +174,19 @@ class Loop(LiveHandlesMixin, _uvcore.Loop, NetworkMixin, DatagramMixin, Subproce
         # Called from the C method (which has no Python frame): frame 1 is its caller.
         handle._source_traceback = traceback.extract_stack(sys._getframe(1))
 
+    # uvcore.otel's LoopTelemetry while the loop is instrumented (slow callbacks and
+    # unhandled exceptions become spans); None costs one attribute read on cold paths.
+    _uvc_telemetry = None
+
     def _log_slow_callback(self, handle, seconds):
         # asyncio's text (base_events._format_handle): a task's step names the Task
         owner = getattr(handle._callback, "__self__", None)
         what = repr(owner) if isinstance(owner, tasks.Task) else str(handle)
-        logger.warning("Executing %s took %.3f seconds", what, seconds)
+        telemetry = self._uvc_telemetry
+        if telemetry is not None:
+            telemetry._slow_callback(what, seconds)
+        if self.get_debug():
+            logger.warning("Executing %s took %.3f seconds", what, seconds)
 
     # ---- signals ---------------------------------------------------------------------
 
@@ -332,6 +340,9 @@ class Loop(LiveHandlesMixin, _uvcore.Loop, NetworkMixin, DatagramMixin, Subproce
 
     def call_exception_handler(self, context):
         """Pass context to the custom handler if one is set, else to the default handler."""
+        telemetry = self._uvc_telemetry
+        if telemetry is not None:
+            telemetry._unhandled_exception(context)
         if self._exception_handler is None:
             try:
                 self.default_exception_handler(context)

@@ -11,8 +11,6 @@ EXPECTED_FAILURES: dict = {
         "mocks subprocess.Popen, which uvcore does not use (children start with uv_spawn)",
     "test_subprocess.LoopSubprocessTests.test_popen_error_with_stdin_pipe":
         "mocks subprocess.Popen, which uvcore does not use (children start with uv_spawn)",
-    "test_subprocess.LoopSubprocessTests.test_pause_reading":
-        "replaces pause_reading on the pipe transport with a Mock: the C transport has no __dict__",
 }
 
 # Tests whose outcome depends on timing on a loaded 2-core machine or on the tests run
