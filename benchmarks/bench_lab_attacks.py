@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import http.client
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -25,7 +24,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List
 
 import psutil
 

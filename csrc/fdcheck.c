@@ -45,6 +45,17 @@ typedef struct uvc_queue {
 #define UVC_Q(field) ((uvc_queue *)(field))
 #endif
 
+/* The fields edited below are libuv's private ones: tested with libuv 1.44 (Debian 12, the
+ * wheels) and written for the 1.46+ queue type; the suite's closed-fd tests exercise this
+ * path on every build, and a libuv 2 must be looked at first. */
+#if UV_VERSION_MAJOR != 1
+#error "fdcheck.c edits libuv 1.x private loop fields: check them for this libuv"
+#endif
+_Static_assert(sizeof(((uv__io_t *)0)->watcher_queue) == 2 * sizeof(void *),
+               "libuv's watcher queue link is no longer two pointers");
+_Static_assert(sizeof(((uv__io_t *)0)->pending_queue) == 2 * sizeof(void *),
+               "libuv's pending queue link is no longer two pointers");
+
 static void uvc_queue_remove(uvc_queue *q)
 {
     q->prev->next = q->next;

@@ -16,7 +16,6 @@ import os
 import socket
 import sys
 import time
-import urllib.error
 import urllib.request
 from typing import Any, Dict, List
 
@@ -314,6 +313,21 @@ def test_rooms_and_history_are_capped_and_the_oldest_evicted(lab):
     with urllib.request.urlopen(request, timeout=10) as response:
         rooms = json.loads(response.read())["data"]["rooms"]
     assert len(rooms) <= 5 and "flood3" in rooms  # flood3 got the last message (n = 59)
+
+
+def test_evicted_messages_are_not_kept_alive():
+    """A room evicted whole (or a room over its own cap) leaves no messages behind: what the
+    chat references stays within max_history and a quarter."""
+    limits = Limits(max_rooms=3, max_history=40)
+    chat = Chat(pubsub=None, limits=limits)
+    for n in range(5000):
+        room = f"r{n % 7}" if n % 3 else "busy"
+        chat.store(chat.new_message(room, "a", f"m{n}"))
+        assert chat.stored <= 40 and len(chat.rooms()) <= 3
+        assert chat.held <= chat.stored + max(16, 40 // 4) + 1
+    assert chat.counters.rooms_evicted > 0 and chat.counters.messages_evicted > 0
+    # The newest message is kept, in its room.
+    assert chat.history("r1", 200)[-1]["text"] == "m4999"  # 4999 % 7 == 1
 
 
 # -- slow consumers -----------------------------------------------------------------------

@@ -40,6 +40,14 @@ def parse_frames(data: bytes):
 LOST = {}  # transport -> the exceptions its protocol saw in connection_lost
 
 
+@pytest.fixture(autouse=True)
+def forget_lost_transports():
+    """LOST must not keep one test's transports alive into the next (the churn test counts
+    every live transport in the process)."""
+    yield
+    LOST.clear()
+
+
 async def connected_pair(small_buffers=False):
     """(server transport, client socket, server) over TCP on the running loop; with
     small_buffers the kernel holds little, so a client that does not read backs up fast."""

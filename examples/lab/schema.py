@@ -72,8 +72,9 @@ class Chat:
         self.counters = counters or Counters()
         # Least recently active room first: the next one to evict.
         self._history: "OrderedDict[str, Deque[Dict[str, Any]]]" = OrderedDict()
-        # Every stored message in order, for the global cap (may hold messages a room's own
-        # cap has already dropped: they are skipped when their turn comes).
+        # Every stored message in order, for the global cap. It may still hold messages gone
+        # with their room or the room's own cap (skipped when their turn comes), at most a
+        # quarter of max_history of them: then it is rebuilt from the rooms.
         self._all: Deque[Dict[str, Any]] = deque()
         self._stored = 0
         self._ids = itertools.count(1)
@@ -87,6 +88,11 @@ class Chat:
     @property
     def stored(self) -> int:
         return self._stored
+
+    @property
+    def held(self) -> int:
+        """Messages this chat keeps alive: the stored ones and those awaiting the rebuild."""
+        return len(self._all)
 
     def history(self, room: str, limit: int) -> List[Dict[str, Any]]:
         messages = self._history.get(room, ())
@@ -124,8 +130,9 @@ class Chat:
             self._stored -= 1
         while self._stored > self.limits.max_history:
             self._evict_oldest()
-        if len(self._all) > 2 * self.limits.max_history:
-            # Forget the messages already gone with their room or the room's own cap.
+        if len(self._all) - self._stored > max(16, self.limits.max_history // 4):
+            # Forget the messages already gone (O(max_history), once per max_history/4
+            # messages dropped: a constant cost per message).
             live = {id(m) for messages in self._history.values() for m in messages}
             self._all = deque(m for m in self._all if id(m) in live)
 
