@@ -59,6 +59,10 @@ MODES: Dict[str, List[str]] = {
     "shared": ["--subscriptions", "shared", "--fanout", "off"],
     "fanout": ["--subscriptions", "shared", "--fanout", "on"],
 }
+# Thousands of clients connect to every server at once: on a busy machine a connection can
+# wait longer than the lab's default 10 s for its request head and connection_init (and a
+# server longer than 30 s to start).
+SERVER_ARGS = ["--header-timeout", "300"]
 ROOM = "bench"
 SUBSCRIBE = 'subscription { messageAdded(room: "%s") { text } }' % ROOM
 SEND = 'mutation($text: String!) { sendMessage(room: "%s", author: "bench", text: $text) { id } }' % ROOM
@@ -109,7 +113,8 @@ class Case:
         from examples.lab.harness import LabServer
 
         self.loop, self.mode, self.n = loop, mode, n
-        self.server = stack.enter_context(LabServer(server="fastapi", loop=loop, extra_args=MODES[mode]))
+        self.server = stack.enter_context(LabServer(server="fastapi", loop=loop, extra_args=MODES[mode] + SERVER_ARGS,
+                                                          start_timeout=180))
         served_on = self.server.stats()["loop"]
         if not served_on.startswith(loop):
             raise RuntimeError(f"asked for the {loop} loop, the server ran on {served_on}")

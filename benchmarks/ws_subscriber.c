@@ -220,7 +220,9 @@ static void on_frames(conn_t *c, double t)
         } else if (opcode == 9) {
             send_pong(c->fd, p + h, (size_t)n);
         } else if (opcode == 8) {
-            fprintf(stderr, "ws_subscriber: the server closed a connection\n");
+            unsigned code = n >= 2 ? (unsigned)(p[h] << 8 | p[h + 1]) : 0;
+            fprintf(stderr, "ws_subscriber: the server closed a connection (code %u: %.*s)\n", code,
+                    n > 2 ? (int)(n - 2) : 0, (char *)p + h + 2);
             exit(1);
         }
         off += h + (size_t)n;

@@ -113,7 +113,8 @@ int uvc_loop_push_ready(UvcLoop *loop, UvcHandle *h)
         loop->ready_head = 0;
     }
     Py_INCREF(h);
-    loop->ready[(loop->ready_head + loop->ready_len) % loop->ready_cap] = h;
+    /* ready_cap is a power of two: the ring wraps with a mask, not a division */
+    loop->ready[(loop->ready_head + loop->ready_len) & (loop->ready_cap - 1)] = h;
     loop->ready_len++;
     return 0;
 }
@@ -125,7 +126,7 @@ static UvcHandle *loop_pop_ready(UvcLoop *loop)
         return NULL;
     }
     UvcHandle *h = loop->ready[loop->ready_head];
-    loop->ready_head = (loop->ready_head + 1) % loop->ready_cap;
+    loop->ready_head = (loop->ready_head + 1) & (loop->ready_cap - 1);
     loop->ready_len--;
     return h;
 }
@@ -350,6 +351,9 @@ static int loop_run_ready_batch(UvcLoop *loop)
 
 static int loop_move_due_timers(UvcLoop *loop)
 {
+    if (loop->timers_len == 0) {
+        return 0;
+    }
     double end = uvc_loop_time() + 1e-9;
     while (loop->timers_len > 0) {
         UvcHandle *top = loop->timers[0];

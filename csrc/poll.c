@@ -22,6 +22,8 @@ typedef struct {
     ino_t ino;
     UvcHandle *reader;
     UvcHandle *writer;
+    PyObject *fileobj;      /* the object (not int) last passed to add_*, or NULL: as asyncio's
+                             * selector key, it finds the watcher once the object is closed */
 } UvcPoller;
 
 static void poller_free_cb(uv_handle_t *h) { PyMem_RawFree(h); }
@@ -36,6 +38,7 @@ static void poller_close(UvcPoller *po)
     }
     Py_CLEAR(po->reader);
     Py_CLEAR(po->writer);
+    Py_CLEAR(po->fileobj);
 }
 
 static int poller_traverse(UvcPoller *po, visitproc visit, void *arg)
@@ -43,6 +46,7 @@ static int poller_traverse(UvcPoller *po, visitproc visit, void *arg)
     Py_VISIT(Py_TYPE(po));
     Py_VISIT(po->reader);
     Py_VISIT(po->writer);
+    Py_VISIT(po->fileobj);
     return 0;
 }
 
@@ -50,6 +54,7 @@ static int poller_clear(UvcPoller *po)
 {
     Py_CLEAR(po->reader);
     Py_CLEAR(po->writer);
+    Py_CLEAR(po->fileobj);
     return 0;
 }
 
@@ -328,6 +333,7 @@ PyObject *uvc_poll_add(UvcLoop *loop, PyObject *const *args, Py_ssize_t nargs, P
         po->fd = fd;
         po->started = 0;
         po->reader = po->writer = NULL;
+        po->fileobj = NULL;
         po->poll = PyMem_RawMalloc(sizeof(uv_poll_t));
         PyObject_GC_Track(po);
         if (po->poll == NULL) {
@@ -365,6 +371,9 @@ PyObject *uvc_poll_add(UvcLoop *loop, PyObject *const *args, Py_ssize_t nargs, P
     if (h == NULL) {
         goto error;
     }
+    if (!PyLong_Check(args[0])) {
+        Py_XSETREF(po->fileobj, Py_NewRef(args[0]));
+    }
     UvcHandle **slot = writer ? &po->writer : &po->reader;
     UvcHandle *old = *slot;
     *slot = h;
@@ -382,11 +391,30 @@ error:
     return NULL;
 }
 
+/* The fd a watcher was added with for `obj`, an object whose fileno() no longer works (a
+ * socket closed meanwhile), or -1; as asyncio's selectors look a closed file object up. */
+static int poll_fd_by_object(UvcLoop *loop, PyObject *obj)
+{
+    PyObject *key, *value;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(loop->pollers, &pos, &key, &value)) {
+        UvcPoller *po = (UvcPoller *)value;
+        if (po->fileobj == obj) {
+            return po->fd;
+        }
+    }
+    return -1;
+}
+
 PyObject *uvc_poll_remove(UvcLoop *loop, PyObject *fdobj, int writer)
 {
     int fd = poll_fd_of(fdobj);
     if (fd < 0) {
-        return NULL;
+        if (PyLong_Check(fdobj) || !PyErr_ExceptionMatches(PyExc_ValueError) ||
+            (fd = poll_fd_by_object(loop, fdobj)) < 0) {
+            return NULL;
+        }
+        PyErr_Clear();
     }
     PyObject *key = PyLong_FromLong(fd);
     if (key == NULL) {

