@@ -24,6 +24,7 @@
 /* Results of one step of an awaitable (the values of PySendResult, which is 3.10+). */
 enum { UVC_SEND_ERROR = -1, UVC_SEND_RETURN = 0, UVC_SEND_NEXT = 1 };
 
+
 typedef enum { OV_DROP_OLDEST, OV_DROP_NEWEST, OV_BLOCK, OV_DISCONNECT } uvc_overflow;
 static const char *const overflow_names[] = {"drop_oldest", "drop_newest", "block", "disconnect"};
 
@@ -203,6 +204,20 @@ static void uvc_set_stop_iteration(PyObject *value)
     } else {
         PyErr_SetObject(PyExc_StopIteration, value);
     }
+}
+
+/* A step's outcome as tp_iternext / send() report it: the yielded value, or NULL with
+ * StopIteration(value) set for a return, or NULL with the error already set. Steals r. */
+static PyObject *uvc_send_result(int st, PyObject *r)
+{
+    if (st == UVC_SEND_NEXT) {
+        return r;
+    }
+    if (st == UVC_SEND_RETURN) {
+        uvc_set_stop_iteration(r);
+        Py_DECREF(r);
+    }
+    return NULL;
 }
 
 /* gen.throw()-style arguments: raise them. Always returns NULL. */
@@ -614,28 +629,14 @@ static PyObject *pubwaiting_iternext(UvcPubWaiting *self)
 {
     PyObject *r;
     int st = pubwaiting_step(self, Py_None, &r);
-    if (st == UVC_SEND_NEXT) {
-        return r;
-    }
-    if (st == UVC_SEND_RETURN) {
-        uvc_set_stop_iteration(r);
-        Py_DECREF(r);
-    }
-    return NULL;
+    return uvc_send_result(st, r);
 }
 
 static PyObject *pubwaiting_send(UvcPubWaiting *self, PyObject *arg)
 {
     PyObject *r;
     int st = pubwaiting_step(self, arg, &r);
-    if (st == UVC_SEND_NEXT) {
-        return r;
-    }
-    if (st == UVC_SEND_RETURN) {
-        uvc_set_stop_iteration(r);
-        Py_DECREF(r);
-    }
-    return NULL;
+    return uvc_send_result(st, r);
 }
 
 #if PY_VERSION_HEX >= 0x030A0000
@@ -1307,14 +1308,7 @@ static PyObject *wait_iternext(UvcWait *self)
 {
     PyObject *r;
     int st = wait_step(self, Py_None, &r);
-    if (st == UVC_SEND_NEXT) {
-        return r;
-    }
-    if (st == UVC_SEND_RETURN) {
-        uvc_set_stop_iteration(r);
-        Py_DECREF(r);
-    }
-    return NULL;
+    return uvc_send_result(st, r);
 }
 
 #if PY_VERSION_HEX >= 0x030A0000
@@ -1328,14 +1322,7 @@ static PyObject *wait_send(UvcWait *self, PyObject *arg)
 {
     PyObject *r;
     int st = wait_step(self, arg, &r);
-    if (st == UVC_SEND_NEXT) {
-        return r;
-    }
-    if (st == UVC_SEND_RETURN) {
-        uvc_set_stop_iteration(r);
-        Py_DECREF(r);
-    }
-    return NULL;
+    return uvc_send_result(st, r);
 }
 
 static PyObject *wait_throw(UvcWait *self, PyObject *const *args, Py_ssize_t nargs)
